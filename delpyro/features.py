@@ -1,0 +1,394 @@
+"""Compound features from SMILES: packed Morgan fingerprints and molecular weight.
+
+A Morgan (circular, ECFP-like) fingerprint of radius ``r`` hashes every atom environment of up to
+``r`` bonds into ``n_bits`` positions; the models read it as a 0/1 vector.  RDKit's Morgan generator
+computes it (``rdFingerprintGenerator.GetMorganGenerator``).
+
+Conventions
+
+- Fingerprints are stored packed, eight bits to a byte, in ``np.packbits`` order: bit ``j`` of the
+  fingerprint is bit ``7 - j % 8`` (the most significant bit first) of byte ``j // 8``.  An array of
+  fingerprints is uint8 ``[n_compounds, n_bits // 8]``, eight times smaller than the bits themselves;
+  :func:`unpack_bits` turns it (numpy or torch, on any device) into float32 ``[n_compounds, n_bits]``.
+- Rows keep the order of the SMILES given; nothing is dropped.  A missing, empty or unparseable SMILES
+  raises :class:`~delpyro.data.DELDataError` naming the column, the row positions (0-based) and the strings.
+- Large inputs are computed in worker processes (``n_jobs``); the result is byte-identical to the
+  serial one.
+- With ``cache_dir`` the packed array is kept on disk under a name that hashes the parameters, the
+  RDKit version and every SMILES in order, so a second call with the same input reads it back.
+
+Example::
+
+    >>> from delpyro.features import fingerprints, unpack_bits, molecular_weight
+    >>> packed = fingerprints(["CCO", "c1ccccc1"], radius=2, n_bits=1024)
+    >>> packed.shape, packed.dtype
+    ((2, 128), dtype('uint8'))
+    >>> unpack_bits(packed).shape
+    (2, 1024)
+    >>> molecular_weight(["c1ccccc1"]).round(2)
+    array([78.11])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rdkit
+from rdkit import Chem, rdBase
+from rdkit.Chem import Descriptors, rdFingerprintGenerator
+
+from delpyro.data import DELDataError
+
+__all__ = ["PARALLEL_THRESHOLD", "fingerprints", "molecular_weight", "unpack_bits"]
+
+#: Inputs with more SMILES than this are split across worker processes (unless ``n_jobs == 1``).
+PARALLEL_THRESHOLD = 20_000
+#: The smallest number of SMILES handed to one worker at a time.
+MIN_CHUNK_SIZE = 2_000
+#: Rows turned into bits at once before packing (bounds the temporary unpacked buffer).
+_BLOCK_ROWS = 1_024
+#: How many offending rows an error message lists.
+_MAX_ROWS_SHOWN = 10
+_COLUMN = "smiles"
+_EXPECTED = "expected a non-empty SMILES string that RDKit can parse"
+
+
+# ----------------------------------------------------------------------------------------------------
+# input checks
+
+
+def _smiles_list(smiles) -> list:
+    """The SMILES as a Python list, after checking that it is a one-dimensional collection."""
+    if isinstance(smiles, (str, bytes)):
+        raise TypeError(
+            "smiles must be a sequence of SMILES strings (list, numpy array, pandas Series), "
+            f"not a single string; wrap it in a list: [{smiles!r}]"
+        )
+    ndim = getattr(smiles, "ndim", 1)
+    if ndim != 1:
+        raise DELDataError(
+            f"column '{_COLUMN}': expected a one-dimensional collection of SMILES, got an object with "
+            f"{ndim} dimensions ({type(smiles).__name__})"
+        )
+    if hasattr(smiles, "tolist"):
+        return smiles.tolist()
+    return list(smiles)
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad_rows_error(smiles: list, positions, problem: str) -> DELDataError:
+    """A DELDataError listing the first offending rows, their strings and what was expected."""
+    positions = [int(p) for p in positions]
+    shown = positions[:_MAX_ROWS_SHOWN]
+    rows = ", ".join(f"{p}: {_describe(smiles[p])}" for p in shown)
+    note = f"; the first {len(shown)} shown" if len(positions) > len(shown) else ""
+    return DELDataError(
+        f"column '{_COLUMN}': {len(positions)} of {len(smiles)} rows {problem} "
+        f"(row positions, 0-based{note}) {rows}; {_EXPECTED}"
+    )
+
+
+def _check_present(smiles: list) -> None:
+    """Raise for entries that are missing (None, NaN), not strings, or blank."""
+    missing = [i for i, s in enumerate(smiles) if not isinstance(s, str) or not s.strip()]
+    if missing:
+        raise _bad_rows_error(smiles, missing, "are missing, empty or not strings")
+
+
+def _parse(text: str):
+    """RDKit molecule for one SMILES, or None when it does not parse or has no atoms."""
+    mol = Chem.MolFromSmiles(text)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return mol
+
+
+def _resolve_n_jobs(n_jobs) -> int:
+    if n_jobs is None:
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return max(1, os.cpu_count() or 1)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be None (all CPUs) or a positive integer, got {n_jobs!r}")
+    return int(n_jobs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# fingerprints
+
+
+def _compute_packed(smiles: list, radius: int, n_bits: int, use_chirality: bool):
+    """Packed fingerprints of ``smiles`` and the positions that failed to parse.
+
+    Returns ``(packed, bad)``: uint8 ``[len(smiles), n_bits // 8]`` (rows of bad SMILES are zero) and
+    int64 ``[n_bad]``.  Runs in worker processes too, so it reports bad rows instead of raising.
+    """
+    options = {"radius": radius, "fpSize": n_bits, "includeChirality": use_chirality}
+    generator = rdFingerprintGenerator.GetMorganGenerator(**options)
+    n = len(smiles)
+    packed = np.zeros((n, n_bits // 8), dtype=np.uint8)
+    block = np.zeros((min(n, _BLOCK_ROWS), n_bits), dtype=np.uint8)
+    bad = []
+    with rdBase.BlockLogs():
+        for start in range(0, n, _BLOCK_ROWS):
+            stop = min(start + _BLOCK_ROWS, n)
+            for row, position in enumerate(range(start, stop)):
+                mol = _parse(smiles[position])
+                if mol is None:
+                    bad.append(position)
+                    block[row] = 0
+                else:
+                    block[row] = generator.GetFingerprintAsNumPy(mol)
+            packed[start:stop] = np.packbits(block[: stop - start], axis=1)
+    return packed, np.asarray(bad, dtype=np.int64)
+
+
+def _compute_chunk(task):
+    """Worker entry point: ``(start, smiles, radius, n_bits, use_chirality) -> (start, packed, bad)``."""
+    start, smiles, radius, n_bits, use_chirality = task
+    packed, bad = _compute_packed(smiles, radius, n_bits, use_chirality)
+    return start, packed, bad
+
+
+def _pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _compute_parallel(smiles: list, radius: int, n_bits: int, use_chirality: bool, n_workers: int):
+    """Same result as :func:`_compute_packed`, computed in chunks by ``n_workers`` processes."""
+    n = len(smiles)
+    chunk_size = max(MIN_CHUNK_SIZE, math.ceil(n / (4 * n_workers)))
+    starts = range(0, n, chunk_size)
+    tasks = [(start, smiles[start : start + chunk_size], radius, n_bits, use_chirality) for start in starts]
+    packed = np.empty((n, n_bits // 8), dtype=np.uint8)
+    bad_parts = []
+    with _pool_context().Pool(processes=min(n_workers, len(tasks))) as pool:
+        for start, chunk_packed, chunk_bad in pool.imap_unordered(_compute_chunk, tasks):
+            packed[start : start + len(chunk_packed)] = chunk_packed
+            bad_parts.append(chunk_bad + start)
+    bad = np.sort(np.concatenate(bad_parts)) if bad_parts else np.zeros(0, dtype=np.int64)
+    return packed, bad
+
+
+def _cache_path(cache_dir, smiles: list, radius: int, n_bits: int, use_chirality: bool) -> Path:
+    """``<cache_dir>/morgan_r{radius}_{n_bits}{_chiral}_{hash[:20]}.npy`` for these SMILES and settings."""
+    digest = hashlib.sha256()
+    header = (
+        f"delpyro.features.fingerprints/1;morgan;radius={radius};n_bits={n_bits};"
+        f"chirality={use_chirality};rdkit={rdkit.__version__};n={len(smiles)}\n"
+    )
+    digest.update(header.encode())
+    # The lengths and the concatenation together fix the sequence exactly (no separator ambiguity).
+    digest.update(np.fromiter(map(len, smiles), dtype=np.int64, count=len(smiles)).tobytes())
+    digest.update("".join(smiles).encode("utf-8", errors="surrogatepass"))
+    chiral = "_chiral" if use_chirality else ""
+    return Path(cache_dir) / f"morgan_r{radius}_{n_bits}{chiral}_{digest.hexdigest()[:20]}.npy"
+
+
+def _read_cache(path: Path, shape: tuple):
+    """The cached array, or None when the file is absent or does not hold what is expected."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if array.dtype != np.uint8 or array.shape != shape:
+        return None
+    return array
+
+
+def _write_cache(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            np.save(handle, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+        raise
+
+
+def fingerprints(
+    smiles,
+    radius: int = 3,
+    n_bits: int = 2048,
+    use_chirality: bool = True,
+    cache_dir=None,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Packed Morgan fingerprints of a collection of SMILES.
+
+    Parameters
+    ----------
+    smiles:
+        Sequence, numpy array or pandas Series of SMILES strings, ``[n_compounds]``.
+    radius:
+        Morgan radius (3 gives ECFP6-like environments).
+    n_bits:
+        Fingerprint length; a positive multiple of 8.
+    use_chirality:
+        Let tetrahedral stereo (``@``/``@@``) change the hashed environments, so enantiomers differ.
+    cache_dir:
+        Folder for an on-disk cache (created if missing).  The file name hashes the parameters, the
+        RDKit version and every SMILES in order; a second call with the same input reads the file.
+    n_jobs:
+        Worker processes for inputs larger than ``PARALLEL_THRESHOLD``; ``None`` uses every CPU this
+        process may run on, ``1`` computes in this process.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``[n_compounds, n_bits // 8]`` in ``np.packbits`` order: bit ``j`` is bit ``7 - j % 8`` of
+        byte ``j // 8``.  Unpack with :func:`unpack_bits`.
+
+    Raises
+    ------
+    DELDataError
+        A SMILES is missing, empty or unparseable; the message lists the row positions and strings.
+
+    Example::
+
+        >>> packed = fingerprints(["CC(=O)Oc1ccccc1C(=O)O", "C[C@@H](N)C(=O)O"], radius=2, n_bits=512)
+        >>> packed.shape
+        (2, 64)
+    """
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits <= 0 or n_bits % 8:
+        raise ValueError(f"n_bits must be a positive multiple of 8, got {n_bits!r}")
+    radius, n_bits, use_chirality = int(radius), int(n_bits), bool(use_chirality)
+    n_workers = _resolve_n_jobs(n_jobs)
+
+    smiles = _smiles_list(smiles)
+    _check_present(smiles)
+    shape = (len(smiles), n_bits // 8)
+    if not smiles:
+        return np.zeros(shape, dtype=np.uint8)
+
+    path = None
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = _cache_path(cache_dir, smiles, radius, n_bits, use_chirality)
+        cached = _read_cache(path, shape)
+        if cached is not None:
+            return cached
+
+    if n_workers > 1 and len(smiles) > PARALLEL_THRESHOLD:
+        packed, bad = _compute_parallel(smiles, radius, n_bits, use_chirality, n_workers)
+    else:
+        packed, bad = _compute_packed(smiles, radius, n_bits, use_chirality)
+    if len(bad):
+        raise _bad_rows_error(smiles, bad, "are not SMILES that RDKit can parse")
+
+    if path is not None:
+        _write_cache(path, packed)
+    return packed
+
+
+# ----------------------------------------------------------------------------------------------------
+# unpacking
+
+
+def unpack_bits(packed, n_bits: int | None = None):
+    """Unpack ``np.packbits``-ordered bytes into float32 0/1 bits.
+
+    Parameters
+    ----------
+    packed:
+        uint8 numpy array or torch tensor ``[..., n_bytes]``, e.g. ``[n_compounds, n_bits // 8]`` from
+        :func:`fingerprints`.
+    n_bits:
+        How many leading bits to keep (default ``n_bytes * 8``).
+
+    Returns
+    -------
+    float32 ``[..., n_bits]`` of 0.0 and 1.0: a torch tensor on the same device for torch input, a numpy
+    array for numpy input.
+
+    Example::
+
+        >>> unpack_bits(np.array([[0b10000001]], dtype=np.uint8))
+        array([[1., 0., 0., 0., 0., 0., 0., 1.]], dtype=float32)
+    """
+    torch = sys.modules.get("torch")
+    is_tensor = torch is not None and isinstance(packed, torch.Tensor)
+    if not is_tensor and not isinstance(packed, np.ndarray):
+        kind = type(packed).__name__
+        raise TypeError(f"packed must be a numpy array or a torch tensor of uint8, got {kind}")
+    expected_dtype = torch.uint8 if is_tensor else np.uint8
+    if packed.dtype != expected_dtype:
+        raise TypeError(f"packed must hold uint8 bytes, got dtype {packed.dtype}")
+    if packed.ndim == 0:
+        raise ValueError("packed must have at least one dimension: [..., n_bytes]")
+    available = packed.shape[-1] * 8
+    if n_bits is None:
+        n_bits = available
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or not 0 <= n_bits <= available:
+        n_bytes = packed.shape[-1]
+        raise ValueError(f"n_bits must be an integer in [0, {available}] for {n_bytes} bytes, got {n_bits!r}")
+
+    if not is_tensor:
+        return np.unpackbits(packed, axis=-1, count=int(n_bits)).astype(np.float32)
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1  # [..., n_bytes, 8], most significant bit first
+    return bits.flatten(-2)[..., : int(n_bits)].to(torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# descriptors
+
+
+def molecular_weight(smiles) -> np.ndarray:
+    """Average molecular weight (g/mol, RDKit ``Descriptors.MolWt``) of each SMILES.
+
+    Parameters
+    ----------
+    smiles:
+        Sequence, numpy array or pandas Series of SMILES strings, ``[n_compounds]``.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[n_compounds]``.
+
+    Raises
+    ------
+    DELDataError
+        A SMILES is missing, empty or unparseable, as for :func:`fingerprints`.
+
+    Example::
+
+        >>> molecular_weight(["c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O"]).round(2)
+        array([ 78.11, 180.16])
+    """
+    smiles = _smiles_list(smiles)
+    _check_present(smiles)
+    weights = np.zeros(len(smiles), dtype=np.float64)
+    bad = []
+    with rdBase.BlockLogs():
+        for position, text in enumerate(smiles):
+            mol = _parse(text)
+            if mol is None:
+                bad.append(position)
+            else:
+                weights[position] = Descriptors.MolWt(mol)
+    if bad:
+        raise _bad_rows_error(smiles, bad, "are not SMILES that RDKit can parse")
+    return weights
