@@ -5,17 +5,42 @@ The public API, re-exported from the modules that define it.
 
 from delpyro.data import DELData, DELDataError, Minibatches, read_counts, split
 from delpyro.features import fingerprints, molecular_weight, unpack_bits
+from delpyro.infer import (
+    FitResult,
+    NonFiniteLossError,
+    eval_step,
+    fit,
+    load,
+    make_guide,
+    make_optim,
+    make_svi,
+    train_step,
+)
+from delpyro.model import DELModel, ModelConfig
+from delpyro.posterior import predict
 from delpyro.simulate import simulate_del
 
 __all__ = [
     "DELData",
     "DELDataError",
+    "DELModel",
+    "FitResult",
     "Minibatches",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "eval_step",
     "fingerprints",
+    "fit",
+    "load",
+    "make_guide",
+    "make_optim",
+    "make_svi",
     "molecular_weight",
+    "predict",
     "read_counts",
     "simulate_del",
     "split",
+    "train_step",
     "unpack_bits",
 ]
 

@@ -898,7 +898,8 @@ class Minibatches:
         drop_last: drop the final short batch (fixed shapes, as traced models want).
         device: where batches live.
 
-    Each batch is a dict of tensors with the same keys plus ``"index"`` (int64 row positions).
+    Each batch is a dict of tensors with the same keys plus ``"index"`` (int64 row positions) and
+    ``"size"`` (the number of rows in all, a Python int: what a subsampled plate scales to).
 
     >>> import numpy as np
     >>> batches = Minibatches({"counts": np.arange(10).reshape(5, 2)}, batch_size=2, shuffle=False)
@@ -967,4 +968,5 @@ class Minibatches:
                 index = order[start:end]
                 batch = {name: t.index_select(0, index) for name, t in self.tensors.items()}
                 batch["index"] = index
+            batch["size"] = self.n
             yield batch

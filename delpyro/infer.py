@@ -1,0 +1,468 @@
+"""Inference: the guide, optimizer and SVI builders, the training and evaluation steps, fit, checkpoints.
+
+The pieces a notebook calls one at a time::
+
+    model = DELModel(config, train)
+    guide = make_guide(model, "auto_normal")
+    svi = make_svi(model, guide, make_optim(lr=1e-3), loss="trace_elbo")
+    for batch in Minibatches(model.arrays(train), batch_size=256):
+        loss = train_step(svi, batch)          # ELBO loss per compound
+
+and :func:`fit`, which runs those steps with an exponential moving average of the parameters,
+validation, early stopping, callbacks, progress and checkpoints, and returns a :class:`FitResult`.
+Every Pyro call runs inside the model's own parameter store (``model.param_scope()``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
+from pyro.infer.util import zero_grads
+from pyro.optim import ClippedAdam
+
+from delpyro.data import DELData, Minibatches
+from delpyro.model import DataSpec, DELModel, ModelConfig
+from delpyro.widgets import make_progress
+
+__all__ = [
+    "EMA",
+    "FitResult",
+    "NonFiniteLossError",
+    "eval_step",
+    "fit",
+    "load",
+    "make_guide",
+    "make_optim",
+    "make_svi",
+    "train_step",
+]
+
+GUIDES = {"auto_normal": AutoNormal, "auto_lowrank": AutoLowRankMultivariateNormal, "auto_delta": AutoDelta}
+LOSSES = {"trace_elbo": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step gave a NaN or infinite loss or gradient; no parameter was changed by it.
+
+    ``step`` is the step number; ``result`` (set by :func:`fit`) the FitResult in its last good state.
+    """
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.result: FitResult | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# builders and steps
+
+
+def make_guide(model: DELModel, kind: str = "auto_normal") -> pyro.nn.PyroModule:
+    """The variational family: "auto_normal" (mean field), "auto_lowrank" (low-rank multivariate normal)
+    or "auto_delta" (a point estimate, MAP). Its parameters live in the model's parameter store."""
+    if kind not in GUIDES:
+        raise ValueError(f"guide must be one of {sorted(GUIDES)}, got {kind!r}")
+    with model.param_scope():
+        return GUIDES[kind](model)
+
+
+def make_optim(
+    lr: float = 1e-3,
+    clip_norm: float = 10.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+    lr_decay: float = 1.0,
+    lr_decay_steps: int = 1000,
+) -> ClippedAdam:
+    """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps."""
+    if lr_decay <= 0 or lr_decay_steps < 1:
+        raise ValueError("lr_decay must be positive and lr_decay_steps at least 1")
+    return ClippedAdam(
+        {
+            "lr": lr,
+            "clip_norm": clip_norm,
+            "betas": tuple(betas),
+            "weight_decay": weight_decay,
+            "lrd": lr_decay ** (1.0 / lr_decay_steps),
+        }
+    )
+
+
+def make_svi(model: DELModel, guide: Callable, optim: ClippedAdam, loss: str = "trace_elbo") -> SVI:
+    """SVI with "trace_elbo" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    return SVI(model, guide, optim, loss=LOSSES[loss]())
+
+
+def train_step(svi: SVI, batch: dict[str, Any]) -> float:
+    """One gradient step on ``batch``; returns the loss (negative ELBO) per compound of the screen.
+
+    A NaN or infinite loss or gradient raises :class:`NonFiniteLossError` before any parameter changes.
+    """
+    model = svi.model
+    model.train()
+    with model.param_scope():
+        with poutine.trace(param_only=True) as capture:
+            loss = svi.loss_and_grads(svi.model, svi.guide, batch)
+        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        bad = not math.isfinite(loss) or any(
+            p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params
+        )
+        if bad:
+            zero_grads(params)
+            raise NonFiniteLossError(f"the loss or its gradient is not finite (loss {loss})")
+        svi.optim(params)
+        zero_grads(params)
+    return float(loss) / batch["size"]
+
+
+def eval_step(svi: SVI, batch: dict[str, Any]) -> float:
+    """The loss per compound on ``batch`` without a gradient or any parameter change (dropout off)."""
+    model = svi.model
+    was_training = model.training
+    model.eval()
+    try:
+        with model.param_scope(), torch.no_grad():
+            loss = svi.evaluate_loss(batch)
+    finally:
+        model.train(was_training)
+    return float(loss) / batch["size"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# moving average of the parameters
+
+
+class EMA:
+    """Exponential moving average of every parameter in a model's store (for evaluation and prediction).
+
+    At update k the decay is min(decay, (1 + k) / (10 + k)), so the average forgets the random start.
+    """
+
+    def __init__(self, decay: float | None) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow: dict[str, torch.Tensor] = {}
+
+    def update(self) -> None:
+        """Call inside the model's param scope, after an optimizer step."""
+        if self.decay is None:
+            return
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        with torch.no_grad():
+            for name, value in pyro.get_param_store().named_parameters():
+                if name in self.shadow:
+                    self.shadow[name].mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+                else:
+                    self.shadow[name] = value.detach().clone()
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged values in place of the parameters (inside the model's param scope)."""
+        if not self.shadow:
+            yield
+            return
+        saved = {}
+        store = dict(pyro.get_param_store().named_parameters())
+        with torch.no_grad():
+            for name, value in self.shadow.items():
+                if name in store:
+                    saved[name] = store[name].detach().clone()
+                    store[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in saved.items():
+                    store[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": {k: v.clone() for k, v in self.shadow.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = state["decay"]
+        self.updates = state["updates"]
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the result of a fit
+
+
+@dataclass(eq=False)
+class FitResult:
+    """A fitted model: configuration, model, guide, SVI (with its optimizer), moving average and history."""
+
+    config: ModelConfig
+    model: DELModel
+    guide: Any
+    svi: SVI
+    ema: EMA
+    seed: int = 0
+    epoch: int = 0
+    step: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch: epoch, train_loss, val_loss (NaN without validation data), seconds."""
+        return pd.DataFrame(self.records, columns=["epoch", "train_loss", "val_loss", "seconds"])
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """The model's parameter scope with the moving-average parameters in place."""
+        with self.model.param_scope(), self.ema.applied():
+            yield
+
+    def evaluate(self, data: DELData, batch_size: int = 4096, *, cache_dir: str | None = None) -> float:
+        """Loss (negative ELBO) per compound on ``data``, with the averaged parameters."""
+        batches = Minibatches(self.model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False)
+        return _evaluate(self, batches)
+
+    def predict(self, data: DELData, num_samples: int = 200, batch_size: int = 4096, **kwargs: Any) -> pd.DataFrame:
+        """Posterior summaries per compound: see :func:`delpyro.posterior.predict`."""
+        from delpyro.posterior import predict  # the implementation lives with the other posterior summaries
+
+        return predict(self, data, num_samples=num_samples, batch_size=batch_size, **kwargs)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        with self.model.param_scope():
+            store = pyro.get_param_store()
+            params = {name: value.detach().clone() for name, value in store.named_parameters()}
+            constraints = {name: store._constraints[name] for name in params}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "spec": asdict(self.model.spec),
+            "model_state": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "params": params,
+            "constraints": constraints,
+            "optim_state": self.svi.optim.get_state(),
+            "ema": self.ema.state_dict(),
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "step": self.step,
+            "records": list(self.records),
+            "best_val_loss": self.best_val_loss,
+            "stopped_early": self.stopped_early,
+            "rng": pyro.util.get_rng_state(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write one checkpoint file (atomically: a temporary file, then a rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(handle)
+        try:
+            torch.save(self.state(), temporary)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return path
+
+
+def _build(config: ModelConfig, model: DELModel) -> tuple[Any, SVI, EMA]:
+    guide = make_guide(model, config.guide)
+    optim = make_optim(
+        config.lr, config.clip_norm, config.betas, config.weight_decay, config.lr_decay, config.lr_decay_steps
+    )
+    return guide, make_svi(model, guide, optim, config.loss), EMA(config.ema_decay)
+
+
+def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
+    """Read a checkpoint written by :meth:`FitResult.save`; training can go on with ``fit(..., resume=)``.
+
+    ``restore_rng`` also sets the global random state to the one saved, so that resumed training draws
+    the same numbers as training straight through would have.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a delpyro checkpoint of format {CHECKPOINT_FORMAT}")
+    config = ModelConfig.from_dict(state["config"])
+    model = DELModel(config, spec=DataSpec(**state["spec"]))
+    model.load_state_dict(state["model_state"])
+    guide, svi, ema = _build(config, model)
+    with model.param_scope():
+        pyro.module("networks", model.terms)  # the networks' own tensors, now holding the saved values
+        store = pyro.get_param_store()
+        own = dict(store.named_parameters())
+        rest = {k: v for k, v in state["params"].items() if k not in own}
+        store.set_state({"params": rest, "constraints": {k: state["constraints"][k] for k in rest}})
+    svi.optim.set_state(state["optim_state"])
+    ema.load_state_dict(state["ema"])
+    result = FitResult(
+        config=config,
+        model=model,
+        guide=guide,
+        svi=svi,
+        ema=ema,
+        seed=state["seed"],
+        epoch=state["epoch"],
+        step=state["step"],
+        records=list(state["records"]),
+        best_val_loss=state["best_val_loss"],
+        stopped_early=state["stopped_early"],
+    )
+    if restore_rng:
+        pyro.util.set_rng_state(state["rng"])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# fit
+
+
+def _evaluate(result: FitResult, batches: Minibatches) -> float:
+    total = 0.0
+    with result.averaged():
+        for batch in batches:
+            total += eval_step(result.svi, batch) * len(batch["index"])
+    return total / batches.n
+
+
+def _snapshot(result: FitResult) -> dict[str, Any]:
+    with result.model.param_scope():
+        params = {name: value.detach().clone() for name, value in pyro.get_param_store().named_parameters()}
+    return {"params": params, "ema": result.ema.state_dict()}
+
+
+def _restore(result: FitResult, snapshot: dict[str, Any]) -> None:
+    with result.model.param_scope(), torch.no_grad():
+        for name, value in pyro.get_param_store().named_parameters():
+            if name in snapshot["params"]:
+                value.copy_(snapshot["params"][name])
+    result.ema.load_state_dict(snapshot["ema"])
+
+
+def fit(
+    train: DELData,
+    val: DELData | None = None,
+    config: ModelConfig | None = None,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: str = "auto",
+    callbacks: Iterable[Callable[[str, dict[str, Any]], None]] = (),
+    checkpoint_dir: str | Path | None = None,
+    early_stopping_patience: int | None = None,
+    resume: FitResult | str | Path | None = None,
+    cache_dir: str | None = None,
+) -> FitResult:
+    """Fit a model to a screen by SVI and return a :class:`FitResult`.
+
+    Args:
+        train, val: the training screen and an optional validation screen (same replicates).
+        config: a :class:`ModelConfig` (default ``ModelConfig()``); ``epochs`` and ``batch_size`` override it.
+        seed: seeds the weights, the batch order and every draw; the same seed gives the same fit.
+        progress: "auto" (a live widget in JupyterLab, text lines elsewhere) | "text" | "widget" | "none".
+        callbacks: callables ``callback(event, info)``: event "step" (info: step, epoch, loss), "epoch"
+            (info: the history row) and "end" (info: {"result": FitResult}).
+        checkpoint_dir: write ``checkpoint.pt`` there after every epoch.
+        early_stopping_patience: stop when the validation loss has not improved for this many epochs, and
+            keep the best epoch's parameters.
+        resume: a FitResult or a checkpoint path; training goes on from its epoch up to ``epochs``.
+        cache_dir: where fingerprints are cached.
+
+    The training loss is the negative ELBO per compound over each epoch's steps (as they happened); the
+    validation loss is computed with the moving-average parameters. A NaN or infinite loss stops training
+    with :class:`NonFiniteLossError` naming the step; its ``result`` keeps the last good state.
+    """
+    if resume is not None:
+        result = resume if isinstance(resume, FitResult) else load(resume)
+        config = result.config
+        seed = result.seed
+    else:
+        config = config or ModelConfig()
+        pyro.set_rng_seed(seed)
+        model = DELModel(config, train)
+        guide, svi, ema = _build(config, model)
+        result = FitResult(config=config, model=model, guide=guide, svi=svi, ema=ema, seed=seed)
+    epochs = config.epochs if epochs is None else epochs
+    batch_size = config.batch_size if batch_size is None else batch_size
+    model = result.model
+    batches = Minibatches(model.arrays(train, cache_dir=cache_dir), batch_size, shuffle=True, seed=seed)
+    batches.epoch = result.epoch
+    val_batches = (
+        Minibatches(model.arrays(val, cache_dir=cache_dir), max(batch_size, 1024), shuffle=False)
+        if val is not None
+        else None
+    )
+    callbacks = list(callbacks)
+    reporter = make_progress(progress, epochs)
+    best = _snapshot(result) if early_stopping_patience and val is not None else None
+    epochs_without_improvement = 0
+    try:
+        for epoch in range(result.epoch, epochs):
+            started = time.perf_counter()
+            total = 0.0
+            for batch in batches:
+                try:
+                    loss = train_step(result.svi, batch)
+                except NonFiniteLossError as err:
+                    err.step = result.step + 1
+                    err.result = result
+                    err.args = (f"training stopped at step {err.step} (epoch {epoch + 1}): {err.args[0]}",)
+                    raise
+                with model.param_scope():
+                    result.ema.update()
+                result.step += 1
+                total += loss * len(batch["index"])
+                info = {"step": result.step, "epoch": epoch + 1, "loss": loss}
+                reporter.step(info)
+                for callback in callbacks:
+                    callback("step", info)
+            val_loss = _evaluate(result, val_batches) if val_batches is not None else math.nan
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": total / batches.n,
+                "val_loss": val_loss,
+                "seconds": time.perf_counter() - started,
+            }
+            result.records.append(row)
+            result.epoch = epoch + 1
+            reporter.epoch(row)
+            for callback in callbacks:
+                callback("epoch", row)
+            if best is not None:
+                if val_loss < result.best_val_loss:
+                    result.best_val_loss = val_loss
+                    best = _snapshot(result)
+                    epochs_without_improvement = 0
+                else:
+                    epochs_without_improvement += 1
+            elif val_batches is not None:
+                result.best_val_loss = min(result.best_val_loss, val_loss)
+            if checkpoint_dir is not None:
+                result.save(Path(checkpoint_dir) / "checkpoint.pt")
+            if best is not None and epochs_without_improvement >= early_stopping_patience:
+                _restore(result, best)
+                result.stopped_early = True
+                break
+    finally:
+        reporter.close()
+    for callback in callbacks:
+        callback("end", {"result": result})
+    return result

@@ -1,0 +1,345 @@
+"""The Pyro model of a DEL screen: enrichment terms + observation model + configuration.
+
+Read top to bottom, :meth:`DELModel.forward` is the whole generative story of one minibatch::
+
+    for each compound i in the batch (a subsampled plate over the screen):
+        log t_i, log m_i = sum of the terms' outputs (fingerprint net, pose attention net, ...)
+        control counts[i, r] ~ Likelihood(depth_r * load_i * m_i)                 (replicate plate)
+        target counts[i, s]  ~ Likelihood(depth_s * load_i * combine(m_i, t_i))    (replicate plate)
+
+Network weights are point estimates (Pyro params). :class:`ModelConfig` holds every setting;
+``ModelConfig.preset("del-dock")`` reproduces DEL-Dock (Shmilovich et al. 2022).
+
+Every DELModel owns its own Pyro parameter store (:meth:`DELModel.param_scope`), so several models fitted
+in one kernel never share parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from torch import nn
+
+from delpyro.data import DELData, DELDataError
+from delpyro.features import fingerprints
+from delpyro.observation import Observation, load_offset, log_depth_offsets
+from delpyro.terms import FingerprintTerm, PoseTerm
+
+__all__ = ["PRESETS", "DELModel", "DataSpec", "ModelConfig"]
+
+TERMS = ("fingerprint", "poses")
+
+
+@dataclass
+class ModelConfig:
+    """Every setting of a delpyro model and of its training. Build one, or start from a preset.
+
+    >>> ModelConfig.preset("del-dock").target_gate
+    0.5488
+    """
+
+    # ---- enrichment terms
+    #: Terms summed into the log enrichments; None: "fingerprint", plus "poses" when the data has poses.
+    terms: tuple[str, ...] | None = None
+    #: Morgan fingerprint radius, length in bits, and whether chirality is encoded.
+    fingerprint_radius: int = 3
+    fingerprint_bits: int = 2048
+    fingerprint_chirality: bool = True
+    #: h: hidden width of the residual blocks; embeddings are 2h wide.
+    hidden_size: int = 128
+    #: Residual blocks after the input layer of the fingerprint and pose encoders.
+    n_blocks: int = 2
+    #: Residual blocks after the fingerprint embedding is added to every pose embedding.
+    n_post_blocks: int = 1
+    #: Dropout probability inside residual blocks (training only).
+    dropout: float = 0.1
+    #: "relu" | "gelu" | "silu" | "elu" | "tanh".
+    activation: str = "relu"
+    #: Pooling over poses: "gated_attention" | "mean".
+    pooling: str = "gated_attention"
+    #: Width of the gated attention's hidden layer; None: hidden_size.
+    attention_size: int | None = None
+    # ---- observation model
+    #: Count likelihood: "poisson" | "zip" | "nb" | "zinb".
+    likelihood: str = "zip"
+    #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
+    combine: str = "additive"
+    #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there).
+    gates: str = "learned"
+    #: Gate probabilities of the control and target arms (fixed values, or where learning starts).
+    control_gate: float = 0.007528
+    target_gate: float = 0.5488
+    #: Initial NB concentration (inverse overdispersion) of each arm.
+    nb_concentration: float = 10.0
+    #: Library-size normalization: a log(column total / n_compounds) offset per replicate.
+    normalize_depth: bool = True
+    #: Use the load (pre-selection counts) as a log offset when the data has one.
+    use_load: bool = True
+    # ---- inference and training
+    #: Variational family: "auto_normal" | "auto_lowrank" | "auto_delta".
+    guide: str = "auto_normal"
+    #: "trace_elbo" | "meanfield" (analytic KL where available).
+    loss: str = "trace_elbo"
+    #: ClippedAdam: learning rate, gradient-norm clip, betas and weight decay.
+    lr: float = 1e-3
+    clip_norm: float = 10.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    #: The learning rate is multiplied by lr_decay over lr_decay_steps steps (geometrically, every step).
+    lr_decay: float = 1.0
+    lr_decay_steps: int = 1000
+    #: Compounds per training step and passes over the training screen.
+    batch_size: int = 256
+    epochs: int = 20
+    #: Decay of the exponential moving average of the parameters used for evaluation and prediction
+    #: (None: no averaging). Early steps use min(decay, (1 + step) / (10 + step)).
+    ema_decay: float | None = 0.999
+    #: The preset this configuration came from ("custom" when built by hand).
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.terms is not None:
+            self.terms = tuple(self.terms)
+            unknown = set(self.terms) - set(TERMS)
+            if unknown:
+                raise ValueError(f"unknown terms {sorted(unknown)}; expected some of {TERMS}")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """A named configuration (see ``PRESETS``), with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        return cls(**values)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "default": ModelConfig(name="default"),
+    # DEL-Dock: fingerprint + 20 docked poses (224 GNINA CNN features each), gated attention, matrix and
+    # target heads through exp, ZIP with fixed gates, rates without depth or load offsets, AutoNormal,
+    # ClippedAdam(lr 1e-4, clip 0.1, betas (0.95, 0.999), no weight decay, lr x0.1 over 1250 steps),
+    # Trace_ELBO, batch 64, EMA 0.999.
+    "del-dock": ModelConfig(
+        name="del-dock",
+        terms=("fingerprint", "poses"),
+        fingerprint_radius=3,
+        fingerprint_bits=2048,
+        fingerprint_chirality=True,
+        hidden_size=256,
+        n_blocks=2,
+        n_post_blocks=1,
+        dropout=0.1,
+        activation="relu",
+        pooling="gated_attention",
+        likelihood="zip",
+        combine="additive",
+        gates="fixed",
+        control_gate=0.007528,
+        target_gate=0.5488,
+        normalize_depth=False,
+        use_load=False,
+        guide="auto_normal",
+        loss="trace_elbo",
+        lr=1e-4,
+        clip_norm=0.1,
+        betas=(0.95, 0.999),
+        weight_decay=0.0,
+        lr_decay=0.1,
+        lr_decay_steps=1250,
+        batch_size=64,
+        epochs=20,
+        ema_decay=0.999,
+    ),
+}
+
+
+@dataclass
+class DataSpec:
+    """What a model takes from its training screen: sizes, replicate names and the offsets' constants."""
+
+    target_names: list[str]
+    control_names: list[str]
+    n_poses: int = 0
+    n_pose_features: int = 0
+    log_depth_target: list[float] = field(default_factory=list)
+    log_depth_control: list[float] = field(default_factory=list)
+    load_pseudocount: float | None = None
+    load_log_mean: float | None = None
+
+    @classmethod
+    def from_data(cls, data: DELData, config: ModelConfig) -> DataSpec:
+        if config.normalize_depth:
+            log_depth_target = log_depth_offsets(data.target_counts, data.target_names, "target")
+            log_depth_control = log_depth_offsets(data.control_counts, data.control_names, "control")
+        else:
+            log_depth_target = np.zeros(data.n_target_replicates)
+            log_depth_control = np.zeros(data.n_control_replicates)
+        pseudocount = log_mean = None
+        if config.use_load and data.load is not None:
+            pseudocount, log_mean = load_offset(data.load)
+        return cls(
+            target_names=list(data.target_names),
+            control_names=list(data.control_names),
+            n_poses=data.n_poses,
+            n_pose_features=data.n_pose_features,
+            log_depth_target=[float(v) for v in log_depth_target],
+            log_depth_control=[float(v) for v in log_depth_control],
+            load_pseudocount=pseudocount,
+            load_log_mean=log_mean,
+        )
+
+    @property
+    def uses_load(self) -> bool:
+        return self.load_pseudocount is not None
+
+
+class DELModel(nn.Module):
+    """The Pyro model of a DEL screen (call it on a batch; it is also an ``nn.Module``).
+
+    Args:
+        config: the settings (:class:`ModelConfig`).
+        data: the training screen, which gives the sizes and the depth and load constants; or
+        spec: a :class:`DataSpec` saved with a checkpoint, instead of data.
+    """
+
+    def __init__(self, config: ModelConfig, data: DELData | None = None, *, spec: DataSpec | None = None) -> None:
+        super().__init__()
+        if (data is None) == (spec is None):
+            raise ValueError("DELModel needs the training data or a DataSpec, not both")
+        self.config = config
+        self.spec = spec if spec is not None else DataSpec.from_data(data, config)
+        self.term_names = self._resolve_terms()
+        has_poses = "poses" in self.term_names
+        has_control = len(self.spec.control_names) > 0
+        h = config.hidden_size
+        terms: dict[str, nn.Module] = {}
+        if "fingerprint" in self.term_names:
+            terms["fingerprint"] = FingerprintTerm(
+                config.fingerprint_bits,
+                h,
+                config.n_blocks,
+                config.activation,
+                config.dropout,
+                target_head=not has_poses,
+                matrix_head=has_control,
+            )
+        if has_poses:
+            terms["poses"] = PoseTerm(
+                self.spec.n_pose_features,
+                h,
+                config.n_blocks,
+                config.n_post_blocks,
+                config.activation,
+                config.dropout,
+                config.pooling,
+                config.attention_size or h,
+            )
+        self.terms = nn.ModuleDict(terms)
+        self.observation = Observation(
+            config.likelihood,
+            config.combine,
+            config.gates,
+            config.control_gate,
+            config.target_gate,
+            np.asarray(self.spec.log_depth_target),
+            np.asarray(self.spec.log_depth_control),
+            config.nb_concentration,
+        )
+        self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
+        self._in_scope = False
+
+    def _resolve_terms(self) -> tuple[str, ...]:
+        terms = self.config.terms
+        if terms is None:
+            terms = ("fingerprint", "poses") if self.spec.n_poses > 0 else ("fingerprint",)
+        if "poses" in terms and self.spec.n_poses == 0:
+            raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
+        if "fingerprint" not in terms and "poses" not in terms:
+            raise ValueError("a model needs the 'fingerprint' or the 'poses' term")
+        if "fingerprint" not in terms and self.spec.control_names:
+            raise ValueError("the matrix (control) arm needs the 'fingerprint' term")
+        return tuple(terms)
+
+    # ---- Pyro parameter store -------------------------------------------------------------------------
+    @contextmanager
+    def param_scope(self) -> Iterator[None]:
+        """Make this model's own Pyro parameters the active param store (re-entrant)."""
+        if self._in_scope:
+            yield
+            return
+        self._in_scope = True
+        try:
+            with pyro.get_param_store().scope(self._param_state):
+                yield
+        finally:
+            self._in_scope = False
+
+    # ---- data -------------------------------------------------------------------------------------------
+    def arrays(self, data: DELData, *, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+        """The arrays a batch is sliced from, assembled once: packed fingerprints, counts as float32,
+        the load offset, poses. Counts are left out when the screen's replicates differ from training's.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        if "fingerprint" in self.term_names:
+            arrays["fingerprints"] = fingerprints(
+                data.smiles,
+                radius=self.config.fingerprint_radius,
+                n_bits=self.config.fingerprint_bits,
+                use_chirality=self.config.fingerprint_chirality,
+                cache_dir=cache_dir,
+            )
+        if "poses" in self.term_names:
+            if data.poses is None or data.poses.shape[1:] != (self.spec.n_poses, self.spec.n_pose_features):
+                raise DELDataError(
+                    f"poses: the model needs [n, {self.spec.n_poses}, {self.spec.n_pose_features}] pose features, "
+                    f"got {None if data.poses is None else data.poses.shape}"
+                )
+            arrays["poses"] = data.poses
+        if data.target_names == self.spec.target_names and data.control_names == self.spec.control_names:
+            arrays["target_counts"] = data.target_counts.astype(np.float32)
+            if data.n_control_replicates:
+                arrays["control_counts"] = data.control_counts.astype(np.float32)
+        if self.spec.uses_load:
+            if data.load is None:
+                raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
+            offset = np.log(data.load + self.spec.load_pseudocount) - self.spec.load_log_mean
+            arrays["log_load"] = offset.astype(np.float32)
+        return arrays
+
+    # ---- the model -----------------------------------------------------------------------------------
+    def enrichments(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """``(log_target [batch], log_matrix [batch] or None, extras)``: the sums of the terms' outputs."""
+        context: dict[str, torch.Tensor] = {}
+        log_target = log_matrix = None
+        extras: dict[str, torch.Tensor] = {}
+        for term in self.terms.values():
+            output = term(batch, context)
+            if output.target is not None:
+                log_target = output.target if log_target is None else log_target + output.target
+            if output.matrix is not None:
+                log_matrix = output.matrix if log_matrix is None else log_matrix + output.matrix
+            extras.update(output.extras)
+        return log_target, log_matrix, extras
+
+    def forward(self, batch: dict[str, Any]) -> None:
+        """The Pyro model of one minibatch; ``batch`` holds ``index`` and ``size`` (see Minibatches)."""
+        pyro.module("networks", self.terms)
+        with pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2):
+            log_target, log_matrix, _ = self.enrichments(batch)
+            self.observation(log_target, log_matrix, batch.get("log_load"), batch)
