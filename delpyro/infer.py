@@ -119,7 +119,14 @@ def train_step(svi: SVI, batch: dict[str, Any]) -> float:
     model.train()
     with model.param_scope():
         with poutine.trace(param_only=True) as capture:
-            loss = svi.loss_and_grads(svi.model, svi.guide, batch)
+            try:
+                loss = svi.loss_and_grads(svi.model, svi.guide, batch)
+            except ValueError as err:
+                # a distribution checks its arguments: NaN or infinite rates are reported this way
+                if "invalid values" not in str(err):
+                    raise
+                zero_grads({site["value"].unconstrained() for site in capture.trace.nodes.values()})
+                raise NonFiniteLossError(f"a distribution received NaN or infinite parameters ({err})") from None
         params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
         bad = not math.isfinite(loss) or any(
             p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params
@@ -250,6 +257,8 @@ class FitResult:
             store = pyro.get_param_store()
             params = {name: value.detach().clone() for name, value in store.named_parameters()}
             constraints = {name: store._constraints[name] for name in params}
+            # keyed by parameter names, so read inside the scope; a loaded state not yet used is kept too
+            optim_state = {**self.svi.optim._state_waiting_to_be_consumed, **self.svi.optim.get_state()}
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
@@ -257,7 +266,7 @@ class FitResult:
             "model_state": {k: v.clone() for k, v in self.model.state_dict().items()},
             "params": params,
             "constraints": constraints,
-            "optim_state": self.svi.optim.get_state(),
+            "optim_state": optim_state,
             "ema": self.ema.state_dict(),
             "seed": self.seed,
             "epoch": self.epoch,
@@ -308,7 +317,7 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
         pyro.module("networks", model.terms)  # the networks' own tensors, now holding the saved values
         store = pyro.get_param_store()
         own = dict(store.named_parameters())
-        rest = {k: v for k, v in state["params"].items() if k not in own}
+        rest = {k: v.detach().requires_grad_(True) for k, v in state["params"].items() if k not in own}
         store.set_state({"params": rest, "constraints": {k: state["constraints"][k] for k in rest}})
     svi.optim.set_state(state["optim_state"])
     ema.load_state_dict(state["ema"])
@@ -410,6 +419,11 @@ def fit(
         if val is not None
         else None
     )
+    if getattr(result.guide, "prototype_trace", None) is None:
+        # an autoguide builds itself by tracing the model once; doing it here, on a forked random state,
+        # keeps a resumed run drawing the same numbers as a run straight through
+        with torch.random.fork_rng(), model.param_scope():
+            result.guide(next(iter(Minibatches(batches.tensors, batch_size, shuffle=False))))
     callbacks = list(callbacks)
     reporter = make_progress(progress, epochs)
     best = _snapshot(result) if early_stopping_patience and val is not None else None

@@ -23,11 +23,16 @@ def test_simulate_then_summary(tmp_path, capsys) -> None:
 
 
 def test_demo_round_trip(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path / "run"), "--n-per-cycle", "5,4,3"]) == 0
+    run = tmp_path / "run"
+    assert main(["demo", "--out", str(run), "--n-per-cycle", "6,5,4", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "read it back: identical" in printed
-    assert "60 compounds" in printed
-    assert (tmp_path / "run" / "screen.parquet").exists()
+    assert "120 compounds" in printed
+    assert "epoch 2/2" in printed and "Spearman with the true log target enrichment" in printed
+    for name in ("screen.parquet", "checkpoint.pt", "history.csv", "predictions_test.csv"):
+        assert (run / name).exists(), name
+    assert len(pd.read_csv(run / "history.csv")) == 2
+    assert len(pd.read_csv(run / "predictions_test.csv")) == 12  # 10% of 120 held out
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path) -> None:
