@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyro
 import torch
@@ -78,7 +79,9 @@ def make_guide(model: DELModel, kind: str = "auto_normal") -> pyro.nn.PyroModule
     if kind not in GUIDES:
         raise ValueError(f"guide must be one of {sorted(GUIDES)}, got {kind!r}")
     with model.param_scope():
-        return GUIDES[kind](model)
+        if kind == "auto_lowrank":
+            return GUIDES[kind](model)
+        return GUIDES[kind](model, create_plates=model.create_plates)
 
 
 def make_optim(
@@ -245,6 +248,53 @@ class FitResult:
         batches = Minibatches(self.model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False)
         return _evaluate(self, batches)
 
+    def global_sites(self) -> list[str]:
+        """Names of the latent sites outside the compound plate (gates, concentrations, depth deviations)."""
+        trace = getattr(self.guide, "prototype_trace", None)
+        if trace is None:
+            raise RuntimeError("the guide has not been run yet: fit the model first")
+        return [
+            name
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and all(frame.name != "compounds" for frame in site["cond_indep_stack"])
+        ]
+
+    def sample_globals(self, num_samples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+        """Draws of every latent global from the guide (averaged parameters): ``{site: [num_samples, ...]}``."""
+        names = self.global_sites()
+        batch = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
+        draws: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        with torch.random.fork_rng(), self.averaged(), torch.no_grad():
+            torch.manual_seed(seed)
+            for _ in range(num_samples):
+                trace = poutine.trace(self.guide).get_trace(batch)
+                for name in names:
+                    draws[name].append(trace.nodes[name]["value"].cpu().numpy())
+        return {name: np.stack(values) for name, values in draws.items()}
+
+    def globals_summary(self, num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Posterior mean, sd and 5/50/95% quantiles of every latent global, one row per element."""
+        rows = []
+        for name, draws in self.sample_globals(num_samples, seed).items():
+            flat = draws.reshape(num_samples, -1)
+            for j in range(flat.shape[1]):
+                column = flat[:, j]
+                q05, q50, q95 = np.quantile(column, [0.05, 0.5, 0.95])
+                rows.append(
+                    {
+                        "site": name,
+                        "element": j,
+                        "mean": column.mean(),
+                        "sd": column.std(ddof=1),
+                        "q05": q05,
+                        "q50": q50,
+                        "q95": q95,
+                    }
+                )
+        return pd.DataFrame(rows, columns=["site", "element", "mean", "sd", "q05", "q50", "q95"])
+
     def predict(self, data: DELData, num_samples: int = 200, batch_size: int = 4096, **kwargs: Any) -> pd.DataFrame:
         """Posterior summaries per compound: see :func:`delpyro.posterior.predict`."""
         from delpyro.posterior import predict  # the implementation lives with the other posterior summaries
@@ -300,6 +350,16 @@ def _build(config: ModelConfig, model: DELModel) -> tuple[Any, SVI, EMA]:
     return guide, make_svi(model, guide, optim, config.loss), EMA(config.ema_decay)
 
 
+def _build_guide(result: FitResult) -> None:
+    """An autoguide builds itself by tracing the model once. Doing it on a forked random state keeps a
+    resumed run drawing the same numbers as a run straight through; parameters already in the store (a
+    loaded checkpoint) are taken as they are."""
+    if getattr(result.guide, "prototype_trace", None) is None:
+        model = result.model
+        with torch.random.fork_rng(), model.param_scope(), poutine.block():
+            result.guide(model.example_batch())
+
+
 def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
     """Read a checkpoint written by :meth:`FitResult.save`; training can go on with ``fit(..., resume=)``.
 
@@ -334,6 +394,7 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
         best_val_loss=state["best_val_loss"],
         stopped_early=state["stopped_early"],
     )
+    _build_guide(result)
     if restore_rng:
         pyro.util.set_rng_state(state["rng"])
     return result
@@ -419,11 +480,7 @@ def fit(
         if val is not None
         else None
     )
-    if getattr(result.guide, "prototype_trace", None) is None:
-        # an autoguide builds itself by tracing the model once; doing it here, on a forked random state,
-        # keeps a resumed run drawing the same numbers as a run straight through
-        with torch.random.fork_rng(), model.param_scope():
-            result.guide(next(iter(Minibatches(batches.tensors, batch_size, shuffle=False))))
+    _build_guide(result)
     callbacks = list(callbacks)
     reporter = make_progress(progress, epochs)
     best = _snapshot(result) if early_stopping_patience and val is not None else None

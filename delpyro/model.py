@@ -71,13 +71,20 @@ class ModelConfig:
     likelihood: str = "zip"
     #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
     combine: str = "additive"
-    #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there).
+    #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there) |
+    #: "global" (latent, one per arm, Beta(gate_prior) prior).
     gates: str = "learned"
+    #: Beta prior (a, b) of a latent gate.
+    gate_prior: tuple[float, float] = (1.0, 1.0)
     #: Gate probabilities of the control and target arms (fixed values, or where learning starts).
     control_gate: float = 0.007528
     target_gate: float = 0.5488
-    #: Initial NB concentration (inverse overdispersion) of each arm.
+    #: Initial NB concentration (inverse overdispersion) of each arm; the prior median when latent.
     nb_concentration: float = 10.0
+    #: NB concentration per arm: "learned" (a point estimate) | "latent" (LogNormal(log nb_concentration, 1.5)).
+    concentration: str = "learned"
+    #: Prior sd of a latent per-replicate deviation of the log depth around its library-size offset (0: none).
+    depth_deviation: float = 0.0
     #: Library-size normalization: a log(column total / n_compounds) offset per replicate.
     normalize_depth: bool = True
     #: Use the load (pre-selection counts) as a log offset when the data has one.
@@ -111,6 +118,7 @@ class ModelConfig:
             if unknown:
                 raise ValueError(f"unknown terms {sorted(unknown)}; expected some of {TERMS}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+        self.gate_prior = tuple(self.gate_prior)  # type: ignore[assignment]
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ModelConfig:
@@ -258,6 +266,9 @@ class DELModel(nn.Module):
             np.asarray(self.spec.log_depth_target),
             np.asarray(self.spec.log_depth_control),
             config.nb_concentration,
+            concentration=config.concentration,
+            depth_deviation=config.depth_deviation,
+            gate_prior=config.gate_prior,
         )
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
         self._in_scope = False
@@ -320,6 +331,20 @@ class DELModel(nn.Module):
             arrays["log_load"] = offset.astype(np.float32)
         return arrays
 
+    def example_batch(self, size: int = 1) -> dict[str, Any]:
+        """A batch of ``size`` all-zero compounds of the right shapes (to build a guide without data)."""
+        batch: dict[str, Any] = {"index": torch.arange(size), "size": size}
+        if "fingerprint" in self.term_names:
+            batch["fingerprints"] = torch.zeros(size, self.config.fingerprint_bits // 8, dtype=torch.uint8)
+        if "poses" in self.term_names:
+            batch["poses"] = torch.zeros(size, self.spec.n_poses, self.spec.n_pose_features)
+        batch["target_counts"] = torch.zeros(size, len(self.spec.target_names))
+        if self.spec.control_names:
+            batch["control_counts"] = torch.zeros(size, len(self.spec.control_names))
+        if self.spec.uses_load:
+            batch["log_load"] = torch.zeros(size)
+        return batch
+
     # ---- the model -----------------------------------------------------------------------------------
     def enrichments(
         self, batch: dict[str, torch.Tensor]
@@ -340,6 +365,12 @@ class DELModel(nn.Module):
     def forward(self, batch: dict[str, Any]) -> None:
         """The Pyro model of one minibatch; ``batch`` holds ``index`` and ``size`` (see Minibatches)."""
         pyro.module("networks", self.terms)
-        with pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2):
+        replicates = self.observation.replicate_plates()
+        globals_ = self.observation.sample_globals(replicates)
+        with self.create_plates(batch):
             log_target, log_matrix, _ = self.enrichments(batch)
-            self.observation(log_target, log_matrix, batch.get("log_load"), batch)
+            self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
+
+    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
+        """The compound plate, subsampled to the batch (autoguides share it, and so its indices)."""
+        return pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2)

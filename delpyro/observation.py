@@ -12,6 +12,16 @@ compounds, from the training screen) and ``log load`` the pre-selection abundanc
 turned off. Without control replicates there is no matrix arm and the target rate uses t alone. Rates are
 kept in log space, so nothing overflows at large counts; zero-inflated distributions take gate logits.
 Replicates are a plate (dim -1) inside the compound plate (dim -2): no Python loop over replicates.
+
+Globals can be latent, with priors, so that the guide approximates their posterior:
+
+- ``gates="global"``: each arm's gate probability ~ Beta(a, b) (``<arm>_gate``);
+- ``concentration="latent"``: each arm's NB concentration ~ LogNormal(log c0, 1.5) (``<arm>_concentration``);
+- ``depth_deviation > 0``: each replicate's log depth gets a deviation ~ Normal(0, depth_deviation) around
+  its library-size offset (``<arm>_depth_deviation``), for replicates whose library size misstates the
+  selection's yield.
+
+:meth:`Observation.sample_globals` draws them outside the compound plate; ``forward`` uses them.
 """
 
 from __future__ import annotations
@@ -164,14 +174,21 @@ class Observation(nn.Module):
         log_depth_target: np.ndarray,
         log_depth_control: np.ndarray,
         nb_concentration: float,
+        concentration: str = "learned",
+        depth_deviation: float = 0.0,
+        gate_prior: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if combine not in ("additive", "multiplicative"):
             raise ValueError(f"combine must be 'additive' or 'multiplicative', got {combine!r}")
-        if gates not in ("fixed", "learned"):
-            raise ValueError(f"gates must be 'fixed' or 'learned', got {gates!r}")
+        if gates not in ("fixed", "learned", "global"):
+            raise ValueError(f"gates must be 'fixed', 'learned' or 'global', got {gates!r}")
+        if concentration not in ("learned", "latent"):
+            raise ValueError(f"concentration must be 'learned' or 'latent', got {concentration!r}")
+        if depth_deviation < 0 or min(gate_prior) <= 0:
+            raise ValueError("depth_deviation must be >= 0 and the gate prior's parameters positive")
         for name, value in [("control_gate", control_gate), ("target_gate", target_gate)]:
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
@@ -184,22 +201,59 @@ class Observation(nn.Module):
         self.register_buffer("log_depth_control", torch.as_tensor(log_depth_control, dtype=torch.float32))
         self.initial_gate_logits = {"control": _logit(control_gate), "target": _logit(target_gate)}
         self.initial_log_concentration = math.log(nb_concentration)
+        self.concentration = concentration
+        self.depth_deviation = float(depth_deviation)
+        self.gate_prior = (float(gate_prior[0]), float(gate_prior[1]))
+
+    def arms(self) -> list[str]:
+        return ["control", "target"] if self.has_control else ["target"]
+
+    def replicate_plates(self) -> dict[str, pyro.plate]:
+        """One plate per arm over its replicates (dim -1), made once per model call and entered as needed."""
+        return {
+            arm: pyro.plate(f"{arm}_replicates", getattr(self, f"log_depth_{arm}").numel(), dim=-1)
+            for arm in self.arms()
+        }
+
+    def sample_globals(self, plates: dict[str, pyro.plate]) -> dict[str, torch.Tensor]:
+        """Draw the latent globals (outside the compound plate); returns what ``forward`` needs."""
+        values: dict[str, torch.Tensor] = {}
+        device = self.log_depth_target.device
+        for arm in self.arms():
+            if self.zero_inflated and self.gates == "global":
+                a, b = (torch.tensor(v, device=device) for v in self.gate_prior)
+                gate = pyro.sample(f"{arm}_gate", dist.Beta(a, b)).clamp(1e-6, 1 - 1e-6)
+                values[f"{arm}_gate_logits"] = gate.log() - (-gate).log1p()
+            if self.negative_binomial and self.concentration == "latent":
+                prior = dist.LogNormal(torch.tensor(self.initial_log_concentration, device=device), 1.5)
+                values[f"{arm}_log_concentration"] = pyro.sample(f"{arm}_concentration", prior).log()
+            if self.depth_deviation > 0:
+                depth = getattr(self, f"log_depth_{arm}")
+                with plates[arm]:
+                    values[f"{arm}_depth_deviation"] = pyro.sample(
+                        f"{arm}_depth_deviation", dist.Normal(torch.zeros_like(depth), self.depth_deviation)
+                    )
+        return values
 
     @property
     def has_control(self) -> bool:
         return self.log_depth_control.numel() > 0
 
-    def gate_logits(self, arm: str) -> torch.Tensor | None:
+    def gate_logits(self, arm: str, values: dict[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         if not self.zero_inflated:
             return None
+        if self.gates == "global":
+            return (values or {})[f"{arm}_gate_logits"]
         initial = torch.tensor(self.initial_gate_logits[arm], device=self.log_depth_target.device)
         if self.gates == "fixed":
             return initial
         return pyro.param(f"observation.{arm}_gate_logits", initial)
 
-    def log_concentration(self, arm: str) -> torch.Tensor | None:
+    def log_concentration(self, arm: str, values: dict[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         if not self.negative_binomial:
             return None
+        if self.concentration == "latent":
+            return (values or {})[f"{arm}_log_concentration"]
         initial = torch.tensor(self.initial_log_concentration, device=self.log_depth_target.device)
         return pyro.param(f"observation.{arm}_log_concentration", initial)
 
@@ -217,30 +271,49 @@ class Observation(nn.Module):
         log_matrix: torch.Tensor | None,
         log_load: torch.Tensor | None,
         batch: dict[str, torch.Tensor],
+        values: dict[str, torch.Tensor] | None = None,
+        plates: dict[str, pyro.plate] | None = None,
     ) -> None:
         """Sample (observe, when the batch has counts) ``control_counts`` and ``target_counts``.
 
-        Must be called inside the compound plate (dim -2); enrichments and load are ``[batch]``.
+        Must be called inside the compound plate (dim -2); enrichments and load are ``[batch]``;
+        ``values`` are the latent globals from :meth:`sample_globals`, ``plates`` the replicate plates
+        from :meth:`replicate_plates` (made here when not given).
         """
+        values = values or {}
+        plates = plates or self.replicate_plates()
         offset = 0.0 if log_load is None else log_load.unsqueeze(-1)
         if self.has_control:
             if log_matrix is None:
                 raise ValueError("a screen with control replicates needs a log matrix enrichment term")
-            log_rate = log_matrix.unsqueeze(-1) + offset + self.log_depth_control
-            with pyro.plate("control_replicates", self.log_depth_control.numel(), dim=-1):
+            log_rate = log_matrix.unsqueeze(-1) + offset + self._log_depth("control", values)
+            with plates["control"]:
                 pyro.sample(
                     "control_counts",
                     count_distribution(
-                        self.likelihood, log_rate, self.gate_logits("control"), self.log_concentration("control")
+                        self.likelihood,
+                        log_rate,
+                        self.gate_logits("control", values),
+                        self.log_concentration("control", values),
                     ),
                     obs=batch.get("control_counts"),
                 )
-        log_rate = self.log_target_arm(log_target, log_matrix).unsqueeze(-1) + offset + self.log_depth_target
-        with pyro.plate("target_replicates", self.log_depth_target.numel(), dim=-1):
+        log_rate = (
+            self.log_target_arm(log_target, log_matrix).unsqueeze(-1) + offset + self._log_depth("target", values)
+        )
+        with plates["target"]:
             pyro.sample(
                 "target_counts",
                 count_distribution(
-                    self.likelihood, log_rate, self.gate_logits("target"), self.log_concentration("target")
+                    self.likelihood,
+                    log_rate,
+                    self.gate_logits("target", values),
+                    self.log_concentration("target", values),
                 ),
                 obs=batch.get("target_counts"),
             )
+
+    def _log_depth(self, arm: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        depth = getattr(self, f"log_depth_{arm}")
+        deviation = values.get(f"{arm}_depth_deviation")
+        return depth if deviation is None else depth + deviation
