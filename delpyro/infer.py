@@ -295,6 +295,34 @@ class FitResult:
                 )
         return pd.DataFrame(rows, columns=["site", "element", "mean", "sd", "q05", "q50", "q95"])
 
+    def building_block_effects(self, arm: str = "target", num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Posterior of every building block's effect (natural log) on one arm ("target" or "matrix"):
+        one row per block, with ``cycle``, ``building_block``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95``."""
+        vocabulary = self.model.spec.bb_vocabulary
+        if vocabulary is None:
+            raise ValueError("this model has no 'building_blocks' term")
+        draws = self.sample_globals(num_samples, seed)
+        rows = []
+        for cycle, ids in vocabulary.items():
+            key = f"bb_{arm}_{cycle}"
+            if key not in draws:
+                raise ValueError(f"no building-block effects on the {arm!r} arm")
+            effects = draws[f"bb_{arm}_scale_{cycle}"].reshape(-1, 1) * draws[key].reshape(num_samples, -1)
+            q05, q50, q95 = np.quantile(effects[:, : len(ids)], [0.05, 0.5, 0.95], axis=0)
+            for j, block in enumerate(ids):
+                rows.append(
+                    {
+                        "cycle": cycle,
+                        "building_block": block,
+                        "mean": effects[:, j].mean(),
+                        "sd": effects[:, j].std(ddof=1),
+                        "q05": q05[j],
+                        "q50": q50[j],
+                        "q95": q95[j],
+                    }
+                )
+        return pd.DataFrame(rows)
+
     def predict(self, data: DELData, num_samples: int = 200, batch_size: int = 4096, **kwargs: Any) -> pd.DataFrame:
         """Posterior summaries per compound: see :func:`delpyro.posterior.predict`."""
         from delpyro.posterior import predict  # the implementation lives with the other posterior summaries

@@ -30,11 +30,11 @@ from torch import nn
 from delpyro.data import DELData, DELDataError
 from delpyro.features import fingerprints
 from delpyro.observation import Observation, load_offset, log_depth_offsets
-from delpyro.terms import FingerprintTerm, PoseTerm
+from delpyro.terms import BuildingBlockTerm, CompoundTerm, FingerprintTerm, InterceptTerm, PoseTerm
 
-__all__ = ["PRESETS", "DELModel", "DataSpec", "ModelConfig"]
+__all__ = ["PRESETS", "DELModel", "DataSpec", "ModelConfig", "building_block_codes"]
 
-TERMS = ("fingerprint", "poses")
+TERMS = ("fingerprint", "poses", "building_blocks", "compound")
 
 
 @dataclass
@@ -46,8 +46,13 @@ class ModelConfig:
     """
 
     # ---- enrichment terms
-    #: Terms summed into the log enrichments; None: "fingerprint", plus "poses" when the data has poses.
+    #: Terms summed into the log enrichments, from "fingerprint", "poses" (networks), "building_blocks"
+    #: (hierarchical block and disynthon effects) and "compound" (a per-compound effect); None:
+    #: "fingerprint", plus "poses" when the data has poses. Without "fingerprint" a latent intercept is added.
     terms: tuple[str, ...] | None = None
+    #: Prior scale (HalfNormal) of the building-block family scales and of the per-compound effect's scale.
+    bb_prior_scale: float = 1.0
+    compound_prior_scale: float = 1.0
     #: Morgan fingerprint radius, length in bits, and whether chirality is encoded.
     fingerprint_radius: int = 3
     fingerprint_bits: int = 2048
@@ -187,6 +192,11 @@ class DataSpec:
     log_depth_control: list[float] = field(default_factory=list)
     load_pseudocount: float | None = None
     load_log_mean: float | None = None
+    #: building-block ids per cycle and observed pair keys per pair of cycles (the building_blocks term)
+    bb_vocabulary: dict[str, list[str]] | None = None
+    pair_keys: dict[str, list[int]] | None = None
+    #: compound ids of the training screen, in order (the compound term's local effects are indexed so)
+    training_ids: list[str] | None = None
 
     @classmethod
     def from_data(cls, data: DELData, config: ModelConfig) -> DataSpec:
@@ -199,6 +209,20 @@ class DataSpec:
         pseudocount = log_mean = None
         if config.use_load and data.load is not None:
             pseudocount, log_mean = load_offset(data.load)
+        terms = config.terms or ()
+        vocabulary = pair_keys = None
+        if "building_blocks" in terms:
+            if data.building_blocks is None:
+                raise DELDataError(
+                    "building_blocks: the 'building_blocks' term needs building-block id columns, and this screen "
+                    "has none; read it with read_counts(..., building_blocks=[...]) or drop the term"
+                )
+            vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
+            codes = _block_codes(data.building_blocks, vocabulary)
+            pair_keys = {}
+            for (k, first), (m, second) in _pairs(list(vocabulary)):
+                keys = codes[:, k] * (len(vocabulary[second]) + 1) + codes[:, m]
+                pair_keys[f"{first}+{second}"] = [int(v) for v in np.unique(keys)]
         return cls(
             target_names=list(data.target_names),
             control_names=list(data.control_names),
@@ -208,11 +232,49 @@ class DataSpec:
             log_depth_control=[float(v) for v in log_depth_control],
             load_pseudocount=pseudocount,
             load_log_mean=log_mean,
+            bb_vocabulary=vocabulary,
+            pair_keys=pair_keys,
+            training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
         )
 
     @property
     def uses_load(self) -> bool:
         return self.load_pseudocount is not None
+
+
+def _pairs(cycles: list[str]) -> list[tuple[tuple[int, str], tuple[int, str]]]:
+    return [((k, cycles[k]), (m, cycles[m])) for k in range(len(cycles)) for m in range(k + 1, len(cycles))]
+
+
+def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
+    """int64 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
+    codes = np.empty((len(frame), len(vocabulary)), dtype=np.int64)
+    for k, (cycle, ids) in enumerate(vocabulary.items()):
+        lookup = {block: j for j, block in enumerate(ids)}
+        codes[:, k] = [lookup.get(block, len(ids)) for block in frame[cycle]]
+    return codes
+
+
+def building_block_codes(data: DELData, spec: DataSpec) -> np.ndarray:
+    """int64 ``[n_compounds, n_cycles + n_pairs]``: codes of each compound's blocks, then of its pairs of
+    blocks (disynthons), in the training vocabulary; blocks and pairs not seen in training get the last
+    (unseen) slot of their family."""
+    if data.building_blocks is None:
+        raise DELDataError("building_blocks: the model uses building-block effects, and this screen has no block ids")
+    vocabulary = spec.bb_vocabulary
+    missing = [c for c in vocabulary if c not in data.building_blocks.columns]
+    if missing:
+        raise DELDataError(f"building_blocks: columns {missing} of the training screen are missing")
+    codes = _block_codes(data.building_blocks, vocabulary)
+    columns = [codes]
+    for (k, first), (m, second) in _pairs(list(vocabulary)):
+        known = np.asarray(spec.pair_keys[f"{first}+{second}"], dtype=np.int64)
+        keys = codes[:, k] * (len(vocabulary[second]) + 1) + codes[:, m]
+        position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
+        found = (known.size > 0) & (known[position] == keys) if known.size else np.zeros(len(keys), bool)
+        unseen = (codes[:, k] == len(vocabulary[first])) | (codes[:, m] == len(vocabulary[second]))
+        columns.append(np.where(found & ~unseen, position, len(known))[:, None])
+    return np.concatenate(columns, axis=1)
 
 
 class DELModel(nn.Module):
@@ -256,6 +318,15 @@ class DELModel(nn.Module):
                 config.pooling,
                 config.attention_size or h,
             )
+        arms = ("target", "matrix") if has_control else ("target",)
+        if "fingerprint" not in self.term_names:
+            terms["intercept"] = InterceptTerm(arms)
+        if "building_blocks" in self.term_names:
+            families = [(c, len(ids) + 1) for c, ids in self.spec.bb_vocabulary.items()]
+            families += [(name, len(keys) + 1) for name, keys in self.spec.pair_keys.items()]
+            terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale)
+        if "compound" in self.term_names:
+            terms["compound"] = CompoundTerm(config.compound_prior_scale)
         self.terms = nn.ModuleDict(terms)
         self.observation = Observation(
             config.likelihood,
@@ -279,11 +350,16 @@ class DELModel(nn.Module):
             terms = ("fingerprint", "poses") if self.spec.n_poses > 0 else ("fingerprint",)
         if "poses" in terms and self.spec.n_poses == 0:
             raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
-        if "fingerprint" not in terms and "poses" not in terms:
-            raise ValueError("a model needs the 'fingerprint' or the 'poses' term")
-        if "fingerprint" not in terms and self.spec.control_names:
-            raise ValueError("the matrix (control) arm needs the 'fingerprint' term")
+        if not terms:
+            raise ValueError(f"a model needs at least one term of {TERMS}")
+        if "building_blocks" in terms and self.spec.bb_vocabulary is None:
+            raise DELDataError("building_blocks: the 'building_blocks' term needs building-block id columns")
         return tuple(terms)
+
+    @property
+    def latent_terms(self) -> list[str]:
+        """Terms with sampled random effects (their predictions have a posterior spread)."""
+        return [name for name, term in self.terms.items() if getattr(term, "is_latent", False)]
 
     # ---- Pyro parameter store -------------------------------------------------------------------------
     @contextmanager
@@ -320,6 +396,11 @@ class DELModel(nn.Module):
                     f"got {None if data.poses is None else data.poses.shape}"
                 )
             arrays["poses"] = data.poses
+        if "building_blocks" in self.term_names:
+            arrays["building_block_codes"] = building_block_codes(data, self.spec)
+        if "compound" in self.term_names:
+            lookup = {compound: i for i, compound in enumerate(self.spec.training_ids)}
+            arrays["training_position"] = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
         if data.target_names == self.spec.target_names and data.control_names == self.spec.control_names:
             arrays["target_counts"] = data.target_counts.astype(np.float32)
             if data.n_control_replicates:
@@ -336,6 +417,10 @@ class DELModel(nn.Module):
         batch: dict[str, Any] = {"index": torch.arange(size), "size": size}
         if "fingerprint" in self.term_names:
             batch["fingerprints"] = torch.zeros(size, self.config.fingerprint_bits // 8, dtype=torch.uint8)
+        if "building_blocks" in self.term_names:
+            batch["building_block_codes"] = torch.zeros(
+                size, len(self.terms["building_blocks"].families), dtype=torch.long
+            )
         if "poses" in self.term_names:
             batch["poses"] = torch.zeros(size, self.spec.n_poses, self.spec.n_pose_features)
         batch["target_counts"] = torch.zeros(size, len(self.spec.target_names))
@@ -347,13 +432,24 @@ class DELModel(nn.Module):
 
     # ---- the model -----------------------------------------------------------------------------------
     def enrichments(
-        self, batch: dict[str, torch.Tensor]
+        self,
+        batch: dict[str, torch.Tensor],
+        context: dict[str, torch.Tensor] | None = None,
+        *,
+        latent: bool = True,
+        networks: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """``(log_target [batch], log_matrix [batch] or None, extras)``: the sums of the terms' outputs."""
-        context: dict[str, torch.Tensor] = {}
+        """``(log_target [batch], log_matrix [batch] or None, extras)``: the sums of the terms' outputs.
+
+        ``context`` holds the latent terms' globals (from ``sample_globals``); ``latent`` and ``networks``
+        choose which terms to sum (prediction computes the networks once and the latent terms per draw).
+        """
+        context = {} if context is None else context
         log_target = log_matrix = None
         extras: dict[str, torch.Tensor] = {}
         for term in self.terms.values():
+            if not (latent if getattr(term, "is_latent", False) else networks):
+                continue
             output = term(batch, context)
             if output.target is not None:
                 log_target = output.target if log_target is None else log_target + output.target
@@ -367,8 +463,11 @@ class DELModel(nn.Module):
         pyro.module("networks", self.terms)
         replicates = self.observation.replicate_plates()
         globals_ = self.observation.sample_globals(replicates)
+        context: dict[str, torch.Tensor] = {}
+        for name in self.latent_terms:
+            self.terms[name].sample_globals(context)
         with self.create_plates(batch):
-            log_target, log_matrix, _ = self.enrichments(batch)
+            log_target, log_matrix, _ = self.enrichments(batch, context)
             self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
 
     def create_plates(self, batch: dict[str, Any]) -> pyro.plate:

@@ -16,12 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pyro
+import pyro.distributions as dist
 import torch
 from torch import nn
 
 from delpyro.features import unpack_bits
 
-__all__ = ["ACTIVATIONS", "FingerprintTerm", "GatedAttention", "PoseTerm", "ResidualBlock", "TermOutput"]
+__all__ = [
+    "ACTIVATIONS",
+    "BuildingBlockTerm",
+    "CompoundTerm",
+    "FingerprintTerm",
+    "GatedAttention",
+    "InterceptTerm",
+    "PoseTerm",
+    "ResidualBlock",
+    "TermOutput",
+]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
@@ -162,3 +174,94 @@ class PoseTerm(nn.Module):
         else:
             pooled, weights = self.attention(embedded)
         return TermOutput(target=self.target_head(pooled).squeeze(-1), extras={"attention": weights})
+
+
+# ---------------------------------------------------------------------------------------------------
+# latent terms: their random effects are sampled, so the guide approximates a posterior
+#
+# A latent term draws its global random variables in ``sample_globals(context)`` (called once per model
+# call, outside the compound plate) and reads them in ``forward`` (inside the plate). Its attribute
+# ``is_latent`` tells the model and ``predict`` apart from the deterministic network terms.
+
+
+class InterceptTerm(nn.Module):
+    """A latent intercept per arm, log t0 and log m0 ~ Normal(0, scale): the level of a model without
+    a fingerprint network (whose head bias plays this part otherwise)."""
+
+    is_latent = True
+
+    def __init__(self, arms: tuple[str, ...], scale: float = 5.0) -> None:
+        super().__init__()
+        self.arms = arms
+        self.scale = scale
+
+    def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
+        for arm in self.arms:
+            context[f"{arm}_intercept"] = pyro.sample(f"{arm}_intercept", dist.Normal(0.0, self.scale))
+
+    def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
+        size = batch["index"].shape[0]
+        parts = {arm: context[f"{arm}_intercept"].expand(size) for arm in self.arms}
+        return TermOutput(target=parts.get("target"), matrix=parts.get("matrix"))
+
+
+class BuildingBlockTerm(nn.Module):
+    """Hierarchical building-block and disynthon effects on the log target and log matrix enrichment.
+
+    For each arm, each cycle k and each pair of cycles (k, l) (a family f)::
+
+        scale_f ~ HalfNormal(prior_scale)
+        z_f[j]  ~ Normal(0, 1)            for every block (or observed pair) j, plus one unseen slot
+        effect_f[j] = scale_f * z_f[j]    (non-centred)
+
+    A compound adds the effects of its blocks and of its pairs. Blocks and pairs never seen in training
+    map to the unseen slot, which no data informs, so its posterior stays the prior: a new block gets
+    the family's spread, not a false zero. Batch key: ``"building_block_codes"``, int64
+    ``[batch, n_cycles + n_pairs]`` (see :func:`building_block_codes`).
+    """
+
+    is_latent = True
+
+    def __init__(self, family_sizes: list[tuple[str, int]], arms: tuple[str, ...], prior_scale: float = 1.0) -> None:
+        super().__init__()
+        self.families = family_sizes  # (name, number of codes including the unseen slot)
+        self.arms = arms
+        self.prior_scale = prior_scale
+
+    def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
+        plates = {name: pyro.plate(f"bb_{name}", size, dim=-1) for name, size in self.families}
+        for arm in self.arms:
+            for name, _ in self.families:
+                scale = pyro.sample(f"bb_{arm}_scale_{name}", dist.HalfNormal(self.prior_scale))
+                with plates[name]:
+                    z = pyro.sample(f"bb_{arm}_{name}", dist.Normal(0.0, 1.0))
+                context[f"bb_{arm}_{name}"] = scale * z
+
+    def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
+        codes = batch["building_block_codes"]
+        parts: dict[str, torch.Tensor] = {}
+        for arm in self.arms:
+            total = 0.0
+            for column, (name, _) in enumerate(self.families):
+                total = total + context[f"bb_{arm}_{name}"][codes[:, column]]
+            parts[arm] = total
+        return TermOutput(target=parts.get("target"), matrix=parts.get("matrix"))
+
+
+class CompoundTerm(nn.Module):
+    """A per-compound effect on the log target enrichment, u_i = sigma * z_i with z_i ~ Normal(0, 1) and
+    sigma ~ HalfNormal(prior_scale): a local latent in the subsampled compound plate, so every screened
+    compound gets its own posterior, and a compound never screened gets the prior."""
+
+    is_latent = True
+
+    def __init__(self, prior_scale: float = 1.0) -> None:
+        super().__init__()
+        self.prior_scale = prior_scale
+
+    def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
+        context["compound_scale"] = pyro.sample("compound_scale", dist.HalfNormal(self.prior_scale))
+
+    def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
+        z = pyro.sample("compound_effect", dist.Normal(0.0, 1.0))  # [batch, 1] in the compound plate
+        return TermOutput(target=context["compound_scale"] * z.reshape(-1))

@@ -1,0 +1,112 @@
+"""Latent terms: hierarchical building-block effects, per-compound effects, and their posterior summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+import delpyro
+from delpyro import DELModel, ModelConfig, fit, split
+from delpyro.model import building_block_codes
+
+LATENT = {"likelihood": "zinb", "gates": "global", "concentration": "latent", "batch_size": 128, "lr": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def bb_screen() -> delpyro.DELData:
+    """A screen whose target signal is building-block effects only."""
+    return delpyro.simulate_del(
+        seed=6,
+        n_per_cycle=(10, 10, 8),
+        pharmacophore_block_fraction=0.0,
+        bb_effect_fraction=0.6,
+        bb_effect_scale=1.5,
+        disynthon_fraction=0.0,
+        target_noise=0.2,
+        reads_per_compound=1.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def bb_fit(bb_screen):
+    config = ModelConfig(terms=("building_blocks", "compound"), epochs=30, **LATENT)
+    return fit(bb_screen, None, config, seed=0, progress="none")
+
+
+def test_recovered_building_block_effects_follow_the_truth(bb_fit, bb_screen) -> None:
+    effects = bb_fit.building_block_effects("target")
+    truth = bb_screen.attrs["bb_target_effects"]
+    effects["truth"] = [truth[c][b] for c, b in zip(effects["cycle"], effects["building_block"], strict=True)]
+    assert len(effects) == 28 and (effects["sd"] > 0).all()
+    rho = spearmanr(effects["mean"], effects["truth"]).statistic
+    print(f"building-block effects, Spearman with the truth: {rho:.3f}")
+    assert rho >= 0.8
+    inside = ((effects["q05"] <= effects["mean"]) & (effects["mean"] <= effects["q95"])).all()
+    assert inside
+
+
+def test_latent_terms_and_intercepts(bb_fit) -> None:
+    model = bb_fit.model
+    assert model.latent_terms == ["intercept", "building_blocks", "compound"]
+    sites = bb_fit.global_sites()
+    assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_target_scale_cycle1"} <= set(sites)
+    assert "bb_matrix_cycle2+cycle3" in sites and "compound_effect" not in sites
+
+
+def test_screened_compounds_get_their_own_posterior_and_new_ones_the_prior(bb_fit, bb_screen) -> None:
+    screened = bb_fit.predict(bb_screen.subset(np.arange(200)), num_samples=100)
+    renamed = bb_screen.subset(np.arange(200))
+    renamed.compound_id = np.array([f"new-{c}" for c in renamed.compound_id], dtype=object)
+    unscreened = bb_fit.predict(renamed, num_samples=100)
+    assert (screened["log_enrichment_sd"] > 0).all()
+    # a compound never screened keeps the prior of its own effect: its posterior is wider, and centred
+    # where its blocks put it, while a screened compound's own reads have moved it
+    assert unscreened["log_enrichment_sd"].mean() > screened["log_enrichment_sd"].mean()
+    moved = (screened["log_enrichment_mean"] - unscreened["log_enrichment_mean"]).abs()
+    assert moved.mean() > 0.02
+    ordered = (screened["log_enrichment_q05"] <= screened["log_enrichment_q50"]) & (
+        screened["log_enrichment_q50"] <= screened["log_enrichment_q95"]
+    )
+    assert ordered.all()
+
+
+def test_predict_is_seeded_and_p_enriched_uses_the_same_draws(bb_fit, bb_screen) -> None:
+    data = bb_screen.subset(np.arange(150))
+    first = bb_fit.predict(data, num_samples=60, batch_size=40)
+    again = bb_fit.predict(data, num_samples=60, batch_size=40)
+    assert first.equals(again)
+    assert ((first["p_enriched"] >= 0) & (first["p_enriched"] <= 1)).all()
+    assert 0 < first["p_enriched"].mean() < 1
+    explicit = bb_fit.predict(data, num_samples=60, batch_size=40, threshold=first.attrs["threshold"])
+    assert np.array_equal(explicit["p_enriched"], first["p_enriched"])
+    assert first.attrs["threshold"] == pytest.approx(np.median(first["log_enrichment_mean"]) + np.log(2))
+
+
+def test_checkpoint_round_trip_with_latent_terms(bb_fit, bb_screen, tmp_path) -> None:
+    loaded = delpyro.load(bb_fit.save(tmp_path / "bb.pt"))
+    data = bb_screen.subset(np.arange(50))
+    assert loaded.predict(data, num_samples=30).equals(bb_fit.predict(data, num_samples=30))
+    assert loaded.building_block_effects().equals(bb_fit.building_block_effects())
+
+
+def test_unseen_blocks_and_pairs_map_to_the_unseen_slot(bb_screen) -> None:
+    train, _, test = split(bb_screen, "building_block", seed=0, cycle="cycle1")
+    model = DELModel(ModelConfig(terms=("building_blocks",)), train)
+    codes = building_block_codes(test, model.spec)
+    n_cycle1 = len(model.spec.bb_vocabulary["cycle1"])
+    assert (codes[:, 0] == n_cycle1).all()  # every cycle-1 block of the test set is new
+    n_pairs_12 = len(model.spec.pair_keys["cycle1+cycle2"])
+    assert (codes[:, 3] == n_pairs_12).all()  # and so is every pair that holds one
+    train_codes = building_block_codes(train, model.spec)
+    assert (train_codes[:, 0] < n_cycle1).all() and (
+        train_codes[:, 5] < len(model.spec.pair_keys["cycle2+cycle3"])
+    ).all()
+
+
+def test_building_block_term_without_block_ids_fails_clearly() -> None:
+    table = pd.DataFrame({"smiles": ["CCO", "CCN", "CCC"], "t": [1, 0, 3], "c": [0, 1, 0]})
+    data = delpyro.read_counts(table, target="t", control="c")
+    with pytest.raises(delpyro.DELDataError, match="'building_blocks' term needs building-block id columns"):
+        fit(data, None, ModelConfig(terms=("building_blocks",), epochs=1), progress="none")
