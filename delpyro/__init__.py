@@ -16,6 +16,7 @@ from delpyro.infer import (
     make_svi,
     train_step,
 )
+from delpyro.mcmc import MCMCResult, run_nuts
 from delpyro.model import DELModel, ModelConfig
 from delpyro.posterior import predict
 from delpyro.simulate import simulate_del
@@ -25,6 +26,7 @@ __all__ = [
     "DELDataError",
     "DELModel",
     "FitResult",
+    "MCMCResult",
     "Minibatches",
     "ModelConfig",
     "NonFiniteLossError",
@@ -38,6 +40,7 @@ __all__ = [
     "molecular_weight",
     "predict",
     "read_counts",
+    "run_nuts",
     "simulate_del",
     "split",
     "train_step",
