@@ -77,7 +77,8 @@ class ModelConfig:
     #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
     combine: str = "additive"
     #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there) |
-    #: "global" (latent, one per arm, Beta(gate_prior) prior).
+    #: "global" (latent, one per arm, Beta(gate_prior) prior) | "per_compound" (a head of the fingerprint
+    #: network gives every compound its own gate, as DEL-Compose does).
     gates: str = "learned"
     #: Beta prior (a, b) of a latent gate.
     gate_prior: tuple[float, float] = (1.0, 1.0)
@@ -306,6 +307,9 @@ class DELModel(nn.Module):
                 config.dropout,
                 target_head=not has_poses,
                 matrix_head=has_control,
+                gate_arms=(("control", "target") if has_control else ("target",))
+                if config.gates == "per_compound" and config.likelihood in ("zip", "zinb")
+                else (),
             )
         if has_poses:
             terms["poses"] = PoseTerm(
@@ -352,6 +356,8 @@ class DELModel(nn.Module):
             raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
         if not terms:
             raise ValueError(f"a model needs at least one term of {TERMS}")
+        if self.config.gates == "per_compound" and "fingerprint" not in terms:
+            raise ValueError("gates='per_compound' needs the 'fingerprint' term, whose network gives the gates")
         if "building_blocks" in terms and self.spec.bb_vocabulary is None:
             raise DELDataError("building_blocks: the 'building_blocks' term needs building-block id columns")
         return tuple(terms)
@@ -467,7 +473,10 @@ class DELModel(nn.Module):
         for name in self.latent_terms:
             self.terms[name].sample_globals(context)
         with self.create_plates(batch):
-            log_target, log_matrix, _ = self.enrichments(batch, context)
+            log_target, log_matrix, extras = self.enrichments(batch, context)
+            for name, logits in extras.items():
+                if name.endswith("_gate_logits"):
+                    globals_[name] = logits.unsqueeze(-1)
             self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
 
     def create_plates(self, batch: dict[str, Any]) -> pyro.plate:

@@ -15,7 +15,8 @@ Replicates are a plate (dim -1) inside the compound plate (dim -2): no Python lo
 
 Globals can be latent, with priors, so that the guide approximates their posterior:
 
-- ``gates="global"``: each arm's gate probability ~ Beta(a, b) (``<arm>_gate``);
+- ``gates="global"``: each arm's gate probability ~ Beta(a, b) (``<arm>_gate``); ``gates="per_compound"``
+  takes each compound's gate logits from the network instead (``values["<arm>_gate_logits"]``, ``[batch, 1]``);
 - ``concentration="latent"``: each arm's NB concentration ~ LogNormal(log c0, 1.5) (``<arm>_concentration``);
 - ``depth_deviation > 0``: each replicate's log depth gets a deviation ~ Normal(0, depth_deviation) around
   its library-size offset (``<arm>_depth_deviation``), for replicates whose library size misstates the
@@ -183,8 +184,8 @@ class Observation(nn.Module):
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if combine not in ("additive", "multiplicative"):
             raise ValueError(f"combine must be 'additive' or 'multiplicative', got {combine!r}")
-        if gates not in ("fixed", "learned", "global"):
-            raise ValueError(f"gates must be 'fixed', 'learned' or 'global', got {gates!r}")
+        if gates not in ("fixed", "learned", "global", "per_compound"):
+            raise ValueError(f"gates must be 'fixed', 'learned', 'global' or 'per_compound', got {gates!r}")
         if concentration not in ("learned", "latent"):
             raise ValueError(f"concentration must be 'learned' or 'latent', got {concentration!r}")
         if depth_deviation < 0 or min(gate_prior) <= 0:
@@ -242,7 +243,7 @@ class Observation(nn.Module):
     def gate_logits(self, arm: str, values: dict[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         if not self.zero_inflated:
             return None
-        if self.gates == "global":
+        if self.gates in ("global", "per_compound"):  # per compound: [batch, 1], from the network
             return (values or {})[f"{arm}_gate_logits"]
         initial = torch.tensor(self.initial_gate_logits[arm], device=self.log_depth_target.device)
         if self.gates == "fixed":

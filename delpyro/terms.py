@@ -105,7 +105,8 @@ class FingerprintTerm(nn.Module):
     """Morgan fingerprint -> ``2h`` embedding -> heads for the log matrix and (optionally) target effect.
 
     Batch key: ``"fingerprints"``, packed uint8 ``[batch, n_bits // 8]``. Writes
-    ``context["fingerprint_embedding"]`` ``[batch, 2h]``.
+    ``context["fingerprint_embedding"]`` ``[batch, 2h]``. With ``gate_arms`` a further head gives each
+    compound its own zero-inflation gate logits per arm (``extras["<arm>_gate_logits"]``), as DEL-Compose.
     """
 
     def __init__(
@@ -118,20 +119,28 @@ class FingerprintTerm(nn.Module):
         *,
         target_head: bool,
         matrix_head: bool,
+        gate_arms: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.n_bits = n_bits
         self.encoder = Encoder(n_bits, hidden_size, n_blocks, activation, dropout)
         self.target_head = nn.Linear(2 * hidden_size, 1) if target_head else None
         self.matrix_head = nn.Linear(2 * hidden_size, 1) if matrix_head else None
+        self.gate_arms = gate_arms
+        self.gate_head = nn.Linear(2 * hidden_size, len(gate_arms)) if gate_arms else None
 
     def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
         bits = unpack_bits(batch["fingerprints"], self.n_bits)
         embedding = self.encoder(bits)
         context["fingerprint_embedding"] = embedding
+        extras = {}
+        if self.gate_head is not None:  # per-compound zero-inflation gate logits, one per arm
+            logits = self.gate_head(embedding)
+            extras = {f"{arm}_gate_logits": logits[..., j] for j, arm in enumerate(self.gate_arms)}
         return TermOutput(
             target=None if self.target_head is None else self.target_head(embedding).squeeze(-1),
             matrix=None if self.matrix_head is None else self.matrix_head(embedding).squeeze(-1),
+            extras=extras,
         )
 
 

@@ -126,3 +126,22 @@ def test_checkpoint_keeps_the_posterior_of_the_globals(tmp_path) -> None:
     loaded = delpyro.load(result.save(tmp_path / "fit.pt"))
     assert loaded.globals_summary(num_samples=200).equals(result.globals_summary(num_samples=200))
     assert loaded.predict(data).equals(result.predict(data))
+
+
+def test_per_compound_gates_come_from_the_network() -> None:
+    data = delpyro.simulate_del(seed=2, n_per_cycle=(6, 5, 5))
+    config = ModelConfig(
+        hidden_size=16, n_blocks=1, fingerprint_bits=256, epochs=3, likelihood="zip", gates="per_compound"
+    )
+    result = fit(data, None, config, progress="none")
+    assert np.isfinite(result.history["train_loss"]).all()
+    model = result.model
+    batch = next(iter(delpyro.Minibatches(model.arrays(data), 40, shuffle=False)))
+    with model.param_scope(), torch.no_grad():
+        trace = pyro.poutine.trace(model).get_trace(batch)
+    for arm in ("control", "target"):
+        logits = trace.nodes[f"{arm}_counts"]["fn"].gate_logits
+        assert logits.shape == (40, data.n_target_replicates if arm == "target" else data.n_control_replicates)
+        assert logits[:, 0].std() > 0  # each compound has its own gate
+    with pytest.raises(ValueError, match="per_compound"):
+        delpyro.DELModel(ModelConfig(terms=("compound",), gates="per_compound"), data)
