@@ -31,7 +31,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
+from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoLowRankMultivariateNormal, AutoNormal
 from pyro.infer.util import zero_grads
 from pyro.optim import ClippedAdam
 
@@ -74,14 +74,22 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def make_guide(model: DELModel, kind: str = "auto_normal") -> pyro.nn.PyroModule:
-    """The variational family: "auto_normal" (mean field), "auto_lowrank" (low-rank multivariate normal)
-    or "auto_delta" (a point estimate, MAP). Its parameters live in the model's parameter store."""
+    """The variational family: "auto_normal" (mean field), "auto_lowrank" (low-rank multivariate normal
+    over the globals; per-compound effects stay mean field) or "auto_delta" (a point estimate, MAP). Its
+    parameters live in the model's parameter store."""
     if kind not in GUIDES:
         raise ValueError(f"guide must be one of {sorted(GUIDES)}, got {kind!r}")
     with model.param_scope():
-        if kind == "auto_lowrank":
+        if kind != "auto_lowrank":
+            return GUIDES[kind](model, create_plates=model.create_plates)
+        if "compound" not in model.term_names:
             return GUIDES[kind](model)
-        return GUIDES[kind](model, create_plates=model.create_plates)
+        # a low-rank normal over the globals; the per-compound effects, local to the subsampled plate,
+        # stay mean field (a joint covariance over every compound would not fit in memory)
+        guide = AutoGuideList(model, create_plates=model.create_plates)
+        guide.append(AutoLowRankMultivariateNormal(poutine.block(model, hide=["compound_effect"])))
+        guide.append(AutoNormal(poutine.block(model, expose=["compound_effect"])))  # the list's plates
+        return guide
 
 
 def make_optim(

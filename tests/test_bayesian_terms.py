@@ -110,3 +110,17 @@ def test_building_block_term_without_block_ids_fails_clearly() -> None:
     data = delpyro.read_counts(table, target="t", control="c")
     with pytest.raises(delpyro.DELDataError, match="'building_blocks' term needs building-block id columns"):
         fit(data, None, ModelConfig(terms=("building_blocks",), epochs=1), progress="none")
+
+
+def test_low_rank_guide_with_per_compound_effects(tmp_path) -> None:
+    data = delpyro.simulate_del(seed=6, n_per_cycle=(6, 5, 5))
+    config = ModelConfig(terms=("building_blocks", "compound"), guide="auto_lowrank", epochs=4, **LATENT)
+    result = fit(data, None, config, progress="none")
+    losses = result.history["train_loss"].to_numpy()
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    parts = [type(part).__name__ for part in result.guide]
+    assert parts == ["AutoLowRankMultivariateNormal", "AutoNormal"]
+    prediction = result.predict(data, num_samples=30)
+    assert (prediction["log_enrichment_sd"] > 0).all()
+    loaded = delpyro.load(result.save(tmp_path / "lowrank.pt"))
+    assert loaded.predict(data, num_samples=30).equals(prediction)
