@@ -21,7 +21,6 @@ import json
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -595,23 +594,12 @@ def _resolve(
     return found
 
 
-@contextmanager
-def _quiet_rdkit() -> Iterator[None]:
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        yield
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-
-
 def invalid_smiles(smiles: Sequence[str]) -> np.ndarray:
     """Positions of entries RDKit cannot parse (missing and empty strings included)."""
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
 
     bad = []
-    with _quiet_rdkit():
+    with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized in our error
         for i, s in enumerate(smiles):
             if not isinstance(s, str) or not s.strip() or Chem.MolFromSmiles(s) is None:
                 bad.append(i)

@@ -220,10 +220,7 @@ class DataSpec:
                 )
             vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
             codes = _block_codes(data.building_blocks, vocabulary)
-            pair_keys = {}
-            for (k, first), (m, second) in _pairs(list(vocabulary)):
-                keys = codes[:, k] * (len(vocabulary[second]) + 1) + codes[:, m]
-                pair_keys[f"{first}+{second}"] = [int(v) for v in np.unique(keys)]
+            pair_keys = {name: [int(v) for v in np.unique(keys)] for name, keys, _ in _pair_keys(codes, vocabulary)}
         return cls(
             target_names=list(data.target_names),
             control_names=list(data.control_names),
@@ -243,8 +240,15 @@ class DataSpec:
         return self.load_pseudocount is not None
 
 
-def _pairs(cycles: list[str]) -> list[tuple[tuple[int, str], tuple[int, str]]]:
-    return [((k, cycles[k]), (m, cycles[m])) for k in range(len(cycles)) for m in range(k + 1, len(cycles))]
+def _pair_keys(codes: np.ndarray, vocabulary: dict[str, list[str]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """For every pair of cycles: its name, one int64 key per compound for its pair of blocks, and whether
+    either block is unseen (the unseen slot of its cycle)."""
+    cycles = list(vocabulary)
+    for k in range(len(cycles)):
+        for m in range(k + 1, len(cycles)):
+            width = len(vocabulary[cycles[m]]) + 1
+            unseen = (codes[:, k] == len(vocabulary[cycles[k]])) | (codes[:, m] == width - 1)
+            yield f"{cycles[k]}+{cycles[m]}", codes[:, k] * width + codes[:, m], unseen
 
 
 def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
@@ -268,12 +272,10 @@ def building_block_codes(data: DELData, spec: DataSpec) -> np.ndarray:
         raise DELDataError(f"building_blocks: columns {missing} of the training screen are missing")
     codes = _block_codes(data.building_blocks, vocabulary)
     columns = [codes]
-    for (k, first), (m, second) in _pairs(list(vocabulary)):
-        known = np.asarray(spec.pair_keys[f"{first}+{second}"], dtype=np.int64)
-        keys = codes[:, k] * (len(vocabulary[second]) + 1) + codes[:, m]
+    for name, keys, unseen in _pair_keys(codes, vocabulary):
+        known = np.asarray(spec.pair_keys[name], dtype=np.int64)
         position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
-        found = (known.size > 0) & (known[position] == keys) if known.size else np.zeros(len(keys), bool)
-        unseen = (codes[:, k] == len(vocabulary[first])) | (codes[:, m] == len(vocabulary[second]))
+        found = known[position] == keys if known.size else np.zeros(len(keys), bool)
         columns.append(np.where(found & ~unseen, position, len(known))[:, None])
     return np.concatenate(columns, axis=1)
 
