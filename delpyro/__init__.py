@@ -18,7 +18,7 @@ from delpyro.infer import (
 )
 from delpyro.mcmc import MCMCResult, run_nuts
 from delpyro.model import DELModel, ModelConfig
-from delpyro.posterior import predict
+from delpyro.posterior import building_block_baseline, naive_enrichment, predict, truth_on_model_scale
 from delpyro.simulate import simulate_del
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Minibatches",
     "ModelConfig",
     "NonFiniteLossError",
+    "building_block_baseline",
     "eval_step",
     "fingerprints",
     "fit",
@@ -38,12 +39,14 @@ __all__ = [
     "make_optim",
     "make_svi",
     "molecular_weight",
+    "naive_enrichment",
     "predict",
     "read_counts",
     "run_nuts",
     "simulate_del",
     "split",
     "train_step",
+    "truth_on_model_scale",
     "unpack_bits",
 ]
 

@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from scipy.stats import spearmanr
 
 from delpyro.data import PRESETS, DELData, DELDataError, read_counts, split
 from delpyro.infer import fit
 from delpyro.model import ModelConfig
+from delpyro.posterior import naive_enrichment
 from delpyro.simulate import simulate_del
 
 
@@ -55,15 +55,6 @@ def _read(args: argparse.Namespace) -> DELData:
 def _summary(args: argparse.Namespace) -> int:
     print(_read(args).summary())
     return 0
-
-
-def _naive_log_enrichment(data: DELData) -> np.ndarray:
-    """log of depth-normalized (mean target + 1) / (mean control + 1): the baseline a model must beat."""
-    target = data.target_counts / np.maximum(data.target_counts.sum(0), 1) * data.n_compounds
-    if data.n_control_replicates == 0:
-        return np.log(target.mean(1) + 1)
-    control = data.control_counts / np.maximum(data.control_counts.sum(0), 1) * data.n_compounds
-    return np.log((target.mean(1) + 1) / (control.mean(1) + 1))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -104,7 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
     prediction.to_csv(out / "predictions_test.csv", index=False)
     true_log_target = test.truth["log_target_enrichment"].to_numpy()
     model_rho = spearmanr(prediction["log_enrichment_mean"], true_log_target).statistic
-    naive_rho = spearmanr(_naive_log_enrichment(test), true_log_target).statistic
+    naive_rho = spearmanr(naive_enrichment(test), true_log_target).statistic
     print(f"\nheld-out ({test.n_compounds:,} test compounds)")
     print(f"  loss (negative ELBO per compound): {result.evaluate(test, cache_dir=str(out / 'cache')):.4f}")
     print(f"  Spearman with the true log target enrichment: model {model_rho:.3f}, naive {naive_rho:.3f}")

@@ -37,6 +37,7 @@ from pyro.optim import ClippedAdam
 
 from delpyro.data import DELData, Minibatches
 from delpyro.model import DataSpec, DELModel, ModelConfig
+from delpyro.terms import family_effects, screened_positions
 from delpyro.widgets import make_progress
 
 __all__ = [
@@ -99,26 +100,59 @@ def make_optim(
     weight_decay: float = 0.0,
     lr_decay: float = 1.0,
     lr_decay_steps: int = 1000,
+    local_lr: float | None = None,
 ) -> ClippedAdam:
-    """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps."""
+    """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps.
+
+    ``local_lr`` is the learning rate of the per-compound guide parameters (names holding
+    "compound_effect"), which move only when their compound is in the batch, once an epoch; None: ``lr``.
+    """
     if lr_decay <= 0 or lr_decay_steps < 1:
         raise ValueError("lr_decay must be positive and lr_decay_steps at least 1")
-    return ClippedAdam(
-        {
-            "lr": lr,
-            "clip_norm": clip_norm,
-            "betas": tuple(betas),
-            "weight_decay": weight_decay,
-            "lrd": lr_decay ** (1.0 / lr_decay_steps),
-        }
-    )
+    if local_lr is not None and local_lr <= 0:
+        raise ValueError(f"local_lr must be positive, got {local_lr}")
+    shared = {
+        "clip_norm": clip_norm,
+        "betas": tuple(betas),
+        "weight_decay": weight_decay,
+        "lrd": lr_decay ** (1.0 / lr_decay_steps),
+    }
+
+    if local_lr is None:
+        return ClippedAdam({**shared, "lr": lr})
+
+    def arguments(name: str) -> dict[str, Any]:
+        return {**shared, "lr": local_lr if "compound_effect" in name else lr}
+
+    return ClippedAdam(arguments)
 
 
 def make_svi(model: DELModel, guide: Callable, optim: ClippedAdam, loss: str = "trace_elbo") -> SVI:
     """SVI with "trace_elbo" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    if "compound" in model.term_names:
+        guide = _ScreenedGuide(model, guide)
     return SVI(model, guide, optim, loss=LOSSES[loss]())
+
+
+class _ScreenedGuide:
+    """The guide as SVI runs it on a model with per-compound effects: on a batch without any compound of
+    the training screen (a validation screen), the per-compound site is left out, so the model draws
+    those effects from the prior (``new_compound_effect``) and the loss is a held-out one."""
+
+    def __init__(self, model: DELModel, guide: Callable) -> None:
+        self.model = model
+        self.guide = guide
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        if getattr(self.guide, "prototype_trace", True) is None:  # an autoguide not built yet
+            with torch.random.fork_rng(), poutine.block():
+                self.guide(self.model.example_batch())
+        _, screened = screened_positions(batch)
+        if bool(screened.any()):
+            return self.guide(batch)
+        return poutine.block(self.guide, hide=["compound_effect"])(batch)
 
 
 def train_step(svi: SVI, batch: dict[str, Any]) -> float:
@@ -266,7 +300,7 @@ class FitResult:
             for name, site in trace.nodes.items()
             if site["type"] == "sample"
             and not site["is_observed"]
-            and all(frame.name != "compounds" for frame in site["cond_indep_stack"])
+            and all(frame.name not in ("compounds", "screened") for frame in site["cond_indep_stack"])
         ]
 
     def sample_globals(self, num_samples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -315,7 +349,7 @@ class FitResult:
             key = f"bb_{arm}_{cycle}"
             if key not in draws:
                 raise ValueError(f"no building-block effects on the {arm!r} arm")
-            effects = draws[f"bb_{arm}_scale_{cycle}"].reshape(-1, 1) * draws[key].reshape(num_samples, -1)
+            effects = family_effects(draws[f"bb_{arm}_scale_{cycle}"].reshape(-1), draws[key].reshape(num_samples, -1))
             q05, q50, q95 = np.quantile(effects[:, : len(ids)], [0.05, 0.5, 0.95], axis=0)
             for j, block in enumerate(ids):
                 rows.append(
@@ -381,7 +415,13 @@ class FitResult:
 def _build(config: ModelConfig, model: DELModel) -> tuple[Any, SVI, EMA]:
     guide = make_guide(model, config.guide)
     optim = make_optim(
-        config.lr, config.clip_norm, config.betas, config.weight_decay, config.lr_decay, config.lr_decay_steps
+        config.lr,
+        config.clip_norm,
+        config.betas,
+        config.weight_decay,
+        config.lr_decay,
+        config.lr_decay_steps,
+        local_lr=config.local_lr,
     )
     return guide, make_svi(model, guide, optim, config.loss), EMA(config.ema_decay)
 

@@ -32,25 +32,25 @@ __all__ = ["MCMCResult", "SamplesGuide", "run_nuts"]
 class SamplesGuide(nn.Module):
     """A guide that draws one stored posterior sample per call (a random one, from torch's generator).
 
-    Local sites (inside the compound plate, ``[n_samples, n_compounds, 1]``) are indexed by the batch's
-    ``index``, so ``predict`` treats it like an autoguide.
+    Local sites (the screened compounds' effects, ``[n_samples, n_screened, 1]``) are drawn in the
+    model's screened-compound plate for the batch's screened compounds, so ``predict`` treats it like an
+    autoguide.
     """
 
-    def __init__(self, samples: dict[str, torch.Tensor], local_sites: set[str]) -> None:
+    def __init__(self, samples: dict[str, torch.Tensor], local_sites: set[str], model: DELModel) -> None:
         super().__init__()
         self.samples = samples
         self.local_sites = local_sites
+        self.create_plates = model.create_plates
         self.n_samples = next(iter(samples.values())).shape[0]
-        example = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
-        self.prototype_trace = prune_subsample_sites(pyro.poutine.trace(self).get_trace(example))
+        self.prototype_trace = prune_subsample_sites(pyro.poutine.trace(self).get_trace(model.example_batch()))
 
     def forward(self, batch: dict[str, Any]) -> None:
         s = int(torch.randint(self.n_samples, ()))
         for name, values in self.samples.items():
             if name in self.local_sites:
-                with pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2):
-                    value = values[s][batch["index"].clamp(max=values.shape[1] - 1)]
-                    pyro.sample(name, dist.Delta(value))
+                with self.create_plates(batch) as positions:
+                    pyro.sample(name, dist.Delta(values[s][positions]))
             else:
                 value = values[s]
                 pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
@@ -93,6 +93,8 @@ def run_nuts(
     *,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 8,
+    full_mass: bool = False,
+    jit_compile: bool = True,
     progress: bool = False,
 ) -> MCMCResult:
     """Sample a network-free model's posterior by NUTS on a small library, chain after chain.
@@ -103,21 +105,38 @@ def run_nuts(
             global latent (``gates="global"`` or "fixed", ``concentration="latent"``); by default the
             building-block model with per-compound effects and a latent-global ZINB.
         num_samples, num_warmup, num_chains: per chain; chains start from different seeds.
+        target_accept_prob, max_tree_depth: NUTS's step-size target and the cap on its trajectory (2**depth
+            steps per draw).
+        full_mass: adapt a dense mass matrix (helps strongly correlated posteriors; costs O(d^2) per step).
+        jit_compile: trace the potential once with the PyTorch JIT (several times faster on small models).
 
     Returns an :class:`MCMCResult`; ``diagnostics`` has one row per latent site: the largest split r_hat
     and the smallest effective sample size over its elements.
     """
     config = config or ModelConfig(
-        terms=("building_blocks", "compound"), likelihood="zinb", gates="global", concentration="latent"
+        terms=("building_blocks", "compound"),
+        likelihood="zinb",
+        gates="global",
+        concentration="latent",
+        matrix_shift="latent",
     )
     _check_config(config)
     model = DELModel(config, data)
+    if model.observation.uses_matrix_shift and config.matrix_shift == "learned":
+        raise ValueError("run_nuts needs every global latent: use matrix_shift='latent' or 'none'")
     batch = next(iter(Minibatches(model.arrays(data), data.n_compounds, shuffle=False)))
     chains: list[dict[str, torch.Tensor]] = []
     with model.param_scope():
         for chain in range(num_chains):
             pyro.set_rng_seed(seed * 1000 + chain)
-            kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
+            kernel = NUTS(
+                model,
+                target_accept_prob=target_accept_prob,
+                max_tree_depth=max_tree_depth,
+                full_mass=full_mass,
+                jit_compile=jit_compile,
+                ignore_jit_warnings=True,
+            )
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=not progress)
             mcmc.run(batch)
             chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
@@ -132,7 +151,7 @@ def run_nuts(
             {"site": name, "elements": flat.shape[-1], "max_r_hat": float(r_hat.max()), "min_ess": float(ess.min())}
         )
     pooled = {name: values.reshape(num_chains * num_samples, *values.shape[2:]) for name, values in samples.items()}
-    guide = SamplesGuide(pooled, local)
+    guide = SamplesGuide(pooled, local, model)
     return MCMCResult(
         config=config,
         model=model,

@@ -52,6 +52,8 @@ class ModelConfig:
     terms: tuple[str, ...] | None = None
     #: Prior scale (HalfNormal) of the building-block family scales and of the per-compound effect's scale.
     bb_prior_scale: float = 1.0
+    #: Whether the building-block term has disynthon families (one per pair of cycles) besides the blocks.
+    bb_pairs: bool = True
     compound_prior_scale: float = 1.0
     #: Morgan fingerprint radius, length in bits, and whether chirality is encoded.
     fingerprint_radius: int = 3
@@ -91,6 +93,11 @@ class ModelConfig:
     concentration: str = "learned"
     #: Prior sd of a latent per-replicate deviation of the log depth around its library-size offset (0: none).
     depth_deviation: float = 0.0
+    #: A shift delta of the matrix enrichment in the target arm, log rate = log(m e^delta + t) ("additive"
+    #: combine with controls only): "learned" (a point estimate) | "latent" (Normal(0, 1) prior) | "none".
+    #: The arms are normalized by their own library sizes, which differ when the target retains more;
+    #: delta carries that ratio.
+    matrix_shift: str = "learned"
     #: Library-size normalization: a log(column total / n_compounds) offset per replicate.
     normalize_depth: bool = True
     #: Use the load (pre-selection counts) as a log offset when the data has one.
@@ -108,6 +115,9 @@ class ModelConfig:
     #: The learning rate is multiplied by lr_decay over lr_decay_steps steps (geometrically, every step).
     lr_decay: float = 1.0
     lr_decay_steps: int = 1000
+    #: Learning rate of the per-compound guide parameters (the "compound" term), which move only once an
+    #: epoch; None: lr.
+    local_lr: float | None = 0.1
     #: Compounds per training step and passes over the training screen.
     batch_size: int = 256
     epochs: int = 20
@@ -166,6 +176,7 @@ PRESETS: dict[str, ModelConfig] = {
         target_gate=0.5488,
         normalize_depth=False,
         use_load=False,
+        matrix_shift="none",
         guide="auto_normal",
         loss="trace_elbo",
         lr=1e-4,
@@ -220,7 +231,11 @@ class DataSpec:
                 )
             vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
             codes = _block_codes(data.building_blocks, vocabulary)
-            pair_keys = {name: [int(v) for v in np.unique(keys)] for name, keys, _ in _pair_keys(codes, vocabulary)}
+            pair_keys = {
+                name: [int(v) for v in np.unique(keys)]
+                for name, keys, _ in _pair_keys(codes, vocabulary)
+                if config.bb_pairs
+            }
         return cls(
             target_names=list(data.target_names),
             control_names=list(data.control_names),
@@ -273,6 +288,8 @@ def building_block_codes(data: DELData, spec: DataSpec) -> np.ndarray:
     codes = _block_codes(data.building_blocks, vocabulary)
     columns = [codes]
     for name, keys, unseen in _pair_keys(codes, vocabulary):
+        if name not in spec.pair_keys:  # a model without disynthon families
+            continue
         known = np.asarray(spec.pair_keys[name], dtype=np.int64)
         position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
         found = known[position] == keys if known.size else np.zeros(len(keys), bool)
@@ -330,9 +347,16 @@ class DELModel(nn.Module):
         if "building_blocks" in self.term_names:
             families = [(c, len(ids) + 1) for c, ids in self.spec.bb_vocabulary.items()]
             families += [(name, len(keys) + 1) for name, keys in self.spec.pair_keys.items()]
-            terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale)
+            cycles = list(self.spec.bb_vocabulary)
+            pair_blocks = {}
+            for name, keys in self.spec.pair_keys.items():
+                width = len(self.spec.bb_vocabulary[name.split("+")[1]]) + 1
+                keys = np.asarray(keys, dtype=np.int64)
+                pair_blocks[name] = (keys // width, keys % width)
+            assert all("+" in name and name.split("+")[0] in cycles for name in pair_blocks)
+            terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale, pair_blocks)
         if "compound" in self.term_names:
-            terms["compound"] = CompoundTerm(config.compound_prior_scale)
+            terms["compound"] = CompoundTerm(config.compound_prior_scale, len(self.spec.training_ids))
         self.terms = nn.ModuleDict(terms)
         self.observation = Observation(
             config.likelihood,
@@ -346,6 +370,7 @@ class DELModel(nn.Module):
             concentration=config.concentration,
             depth_deviation=config.depth_deviation,
             gate_prior=config.gate_prior,
+            matrix_shift=config.matrix_shift,
         )
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
         self._in_scope = False
@@ -436,6 +461,8 @@ class DELModel(nn.Module):
             batch["control_counts"] = torch.zeros(size, len(self.spec.control_names))
         if self.spec.uses_load:
             batch["log_load"] = torch.zeros(size)
+        if "compound" in self.term_names:
+            batch["training_position"] = torch.arange(size) % len(self.spec.training_ids)
         return batch
 
     # ---- the model -----------------------------------------------------------------------------------
@@ -474,13 +501,23 @@ class DELModel(nn.Module):
         context: dict[str, torch.Tensor] = {}
         for name in self.latent_terms:
             self.terms[name].sample_globals(context)
-        with self.create_plates(batch):
+        if "compound" in self.terms:
+            self.terms["compound"].sample_locals(batch, context)
+        with self.compound_plate(batch):
             log_target, log_matrix, extras = self.enrichments(batch, context)
             for name, logits in extras.items():
                 if name.endswith("_gate_logits"):
                     globals_[name] = logits.unsqueeze(-1)
             self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
 
-    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
-        """The compound plate, subsampled to the batch (autoguides share it, and so its indices)."""
+    def compound_plate(self, batch: dict[str, Any]) -> pyro.plate:
+        """The plate of the batch's compounds (dim -2), subsampled from a screen of ``batch["size"]``."""
         return pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2)
+
+    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
+        """The plate that autoguides share with the model, so that local latents get the same indices:
+        the screened-compound plate of the compound term (see :class:`~delpyro.terms.CompoundTerm`), or
+        else the compound plate."""
+        if "compound" in self.terms:
+            return self.terms["compound"].screened_plate(batch)
+        return self.compound_plate(batch)

@@ -178,6 +178,7 @@ class Observation(nn.Module):
         concentration: str = "learned",
         depth_deviation: float = 0.0,
         gate_prior: tuple[float, float] = (1.0, 1.0),
+        matrix_shift: str = "none",
     ) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -190,6 +191,8 @@ class Observation(nn.Module):
             raise ValueError(f"concentration must be 'learned' or 'latent', got {concentration!r}")
         if depth_deviation < 0 or min(gate_prior) <= 0:
             raise ValueError("depth_deviation must be >= 0 and the gate prior's parameters positive")
+        if matrix_shift not in ("learned", "latent", "none"):
+            raise ValueError(f"matrix_shift must be 'learned', 'latent' or 'none', got {matrix_shift!r}")
         for name, value in [("control_gate", control_gate), ("target_gate", target_gate)]:
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
@@ -205,6 +208,7 @@ class Observation(nn.Module):
         self.concentration = concentration
         self.depth_deviation = float(depth_deviation)
         self.gate_prior = (float(gate_prior[0]), float(gate_prior[1]))
+        self.matrix_shift = matrix_shift
 
     def arms(self) -> list[str]:
         return ["control", "target"] if self.has_control else ["target"]
@@ -228,6 +232,14 @@ class Observation(nn.Module):
             if self.negative_binomial and self.concentration == "latent":
                 prior = dist.LogNormal(torch.tensor(self.initial_log_concentration, device=device), 1.5)
                 values[f"{arm}_log_concentration"] = pyro.sample(f"{arm}_concentration", prior).log()
+            if arm == "target" and self.uses_matrix_shift:
+                if self.matrix_shift == "latent":
+                    prior = dist.Normal(torch.tensor(0.0, device=device), 1.0)
+                    values["target_matrix_shift"] = pyro.sample("target_matrix_shift", prior)
+                else:
+                    values["target_matrix_shift"] = pyro.param(
+                        "observation.target_matrix_shift", torch.tensor(0.0, device=device)
+                    )
             if self.depth_deviation > 0:
                 depth = getattr(self, f"log_depth_{arm}")
                 with plates[arm]:
@@ -235,6 +247,10 @@ class Observation(nn.Module):
                         f"{arm}_depth_deviation", dist.Normal(torch.zeros_like(depth), self.depth_deviation)
                     )
         return values
+
+    @property
+    def uses_matrix_shift(self) -> bool:
+        return self.matrix_shift != "none" and self.combine == "additive" and self.has_control
 
     @property
     def has_control(self) -> bool:
@@ -258,12 +274,15 @@ class Observation(nn.Module):
         initial = torch.tensor(self.initial_log_concentration, device=self.log_depth_target.device)
         return pyro.param(f"observation.{arm}_log_concentration", initial)
 
-    def log_target_arm(self, log_target: torch.Tensor, log_matrix: torch.Tensor | None) -> torch.Tensor:
+    def log_target_arm(
+        self, log_target: torch.Tensor, log_matrix: torch.Tensor | None, values: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """log combine(m, t) ``[batch]``: what the target selection retains, before depth and load."""
         if log_matrix is None or not self.has_control:
             return log_target
         if self.combine == "additive":
-            return torch.logaddexp(log_matrix, log_target)
+            shift = (values or {}).get("target_matrix_shift")
+            return torch.logaddexp(log_matrix if shift is None else log_matrix + shift, log_target)
         return log_matrix + log_target
 
     def forward(
@@ -300,7 +319,9 @@ class Observation(nn.Module):
                     obs=batch.get("control_counts"),
                 )
         log_rate = (
-            self.log_target_arm(log_target, log_matrix).unsqueeze(-1) + offset + self._log_depth("target", values)
+            self.log_target_arm(log_target, log_matrix, values).unsqueeze(-1)
+            + offset
+            + self._log_depth("target", values)
         )
         with plates["target"]:
             pyro.sample(

@@ -21,7 +21,7 @@ from delpyro.data import DELData, Minibatches
 if TYPE_CHECKING:
     from delpyro.infer import FitResult
 
-__all__ = ["predict"]
+__all__ = ["building_block_baseline", "naive_enrichment", "predict", "truth_on_model_scale"]
 
 
 def predict(
@@ -36,8 +36,9 @@ def predict(
 ) -> pd.DataFrame:
     """Posterior summaries of every compound of ``data``, one row each, in the screen's order.
 
-    Columns: ``compound_id``; ``log_enrichment_mean``, ``log_enrichment_sd``, ``log_enrichment_q05``,
-    ``log_enrichment_q50``, ``log_enrichment_q95`` (the log target enrichment, natural log: networks +
+    Columns: ``compound_id``; ``log_enrichment_mean``, ``log_enrichment_sd`` and the quantiles
+    ``log_enrichment_q05``, ``_q25``, ``_q50``, ``_q75``, ``_q95`` (so the 90% and 50% central intervals)
+    of the log target enrichment (natural log: networks +
     building-block effects + the compound's own effect); ``log_matrix_mean`` (NaN without a matrix arm);
     ``p_enriched``, the posterior probability that the log target enrichment exceeds ``threshold``
     (default: the median of the posterior means over ``data`` plus log 2); and, for a model with poses,
@@ -58,7 +59,8 @@ def predict(
     batches = Minibatches(arrays, batch_size, shuffle=False)
     n = data.n_compounds
     samples = num_samples if model.latent_terms else 1
-    summaries = {name: np.empty(n) for name in ("mean", "sd", "q05", "q50", "q95")}
+    quantiles = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
+    summaries = {name: np.empty(n) for name in ("mean", "sd", *quantiles)}
     log_matrix = np.full(n, math.nan)
     attention = np.empty((n, model.spec.n_poses), dtype=np.float32) if "poses" in model.term_names else None
     p_enriched = np.empty(n)
@@ -74,8 +76,13 @@ def predict(
                     p_enriched[index] = (target > threshold).mean(0)
                 summaries["mean"][index] = target.mean(0)
                 summaries["sd"][index] = target.std(0, ddof=1) if samples > 1 else 0.0
-                for name, q in (("q05", 0.05), ("q50", 0.5), ("q95", 0.95)):
-                    summaries[name][index] = np.quantile(target, q, axis=0) if samples > 1 else target[0]
+                if samples > 1:
+                    values = np.quantile(target, list(quantiles.values()), axis=0)
+                    for name, row in zip(quantiles, values, strict=True):
+                        summaries[name][index] = row
+                else:
+                    for name in quantiles:
+                        summaries[name][index] = target[0]
                 if matrix is not None:
                     log_matrix[index] = matrix.mean(0)
                 if attention is not None:
@@ -88,7 +95,7 @@ def predict(
     finally:
         model.train(was_training)
     columns: dict[str, Any] = {"compound_id": data.compound_id}
-    for name in ("mean", "sd", "q05", "q50", "q95"):
+    for name in summaries:
         columns[f"log_enrichment_{name}"] = summaries[name]
     columns["log_matrix_mean"] = log_matrix
     columns["p_enriched"] = p_enriched
@@ -114,12 +121,8 @@ def _draws(
         return base_target.double().numpy()[None], None if matrix is None else matrix.double().numpy()[None], extras
     has_compound = "compound" in model.term_names
     if has_compound:
-        position = batch["training_position"]
-        screened = position >= 0
-        guide_batch = {
-            "index": position[screened] if bool(screened.any()) else torch.zeros(1, dtype=torch.long),
-            "size": len(model.spec.training_ids),
-        }
+        screened = batch["training_position"] >= 0
+        guide_batch = {"index": batch["index"], "size": batch["size"], "training_position": batch["training_position"]}
     else:
         guide_batch = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
     targets = np.empty((samples, size))
@@ -133,12 +136,12 @@ def _draws(
                 for name, site in trace.nodes.items()
                 if site["type"] == "sample" and not site["is_observed"]
             }
+            context: dict[str, torch.Tensor] = {}
             if has_compound:
                 z = torch.randn(size, 1)  # a compound never screened: its effect from the prior
                 if bool(screened.any()):
-                    z[screened] = values["compound_effect"].reshape(-1, 1)
-                values["compound_effect"] = z
-            context: dict[str, torch.Tensor] = {}
+                    z[screened] = model.terms["compound"].in_batch_order(values["compound_effect"], guide_batch)
+                context["compound_z"] = z
             with poutine.condition(data=values):
                 for name in model.latent_terms:
                     model.terms[name].sample_globals(context)
@@ -157,3 +160,84 @@ def _draws(
 
 def _has_networks(model: Any) -> bool:
     return any(not getattr(term, "is_latent", False) for term in model.terms.values())
+
+
+def truth_on_model_scale(result: FitResult, data: DELData) -> np.ndarray:
+    """A simulated screen's true log target enrichment converted to the model's convention ``[n]``.
+
+    A model knows enrichment only relative to its normalization: counts are divided by each replicate's
+    library size (reads per compound), by the load relative to its mean, and the zero-inflation gate
+    takes its share. The simulator's enrichment is relative to its own per-replicate depths
+    (``attrs["target_scale"]``, ``attrs["control_scale"]``) and the compounds' true relative load. Per
+    arm, with the model's library-size depths, its load offset (0 without one: the load stays in the
+    enrichment) and its gate (posterior mean, learned or fixed)::
+
+        s_arm = mean_r log(scale_r / depth_r) + log(1 - gate_true) - log(1 - gate_model)
+        additive combine:        log t_i + s_target + log load_i - load_offset_i
+        multiplicative combine:  log t_i + s_target - s_control   (the target arm's rate is m * t)
+
+    is what a perfectly fitted model would report. Only the screen's known simulation constants and the
+    model's own settings enter; nothing is fitted to the truth.
+    """
+    if data.truth is None or "target_scale" not in data.attrs:
+        raise ValueError("truth_on_model_scale needs a screen from simulate_del (truth and attrs)")
+    spec = result.model.spec
+    if list(data.target_names) != list(spec.target_names) or list(data.control_names) != list(spec.control_names):
+        raise ValueError("the screen's replicates differ from the model's")
+    observation = result.model.observation
+
+    def arm_shift(arm: str) -> float:
+        scale = np.asarray(data.attrs[f"{arm}_scale"], dtype=np.float64)
+        depth = np.asarray(getattr(spec, f"log_depth_{arm}"), dtype=np.float64)
+        gate_true = float(data.attrs.get(f"{arm}_gate", 0.0))
+        return float(np.mean(np.log(scale) - depth)) + math.log1p(-gate_true) - math.log1p(-_gate(result, arm))
+
+    truth = data.truth["log_target_enrichment"].to_numpy(np.float64) + arm_shift("target")
+    if observation.has_control and observation.combine == "multiplicative":
+        return truth - arm_shift("control")
+    if spec.uses_load:
+        offset = np.log(data.load + spec.load_pseudocount) - spec.load_log_mean
+    else:
+        offset = np.zeros(data.n_compounds)
+    return truth + np.log(data.truth["load"].to_numpy(np.float64)) - offset
+
+
+def _gate(result: FitResult, arm: str) -> float:
+    """The fitted probability of a structural zero in an arm (0 for Poisson and NB)."""
+    observation = result.model.observation
+    if not observation.zero_inflated:
+        return 0.0
+    if observation.gates == "global":
+        return float(result.sample_globals(500)[f"{arm}_gate"].mean())
+    if observation.gates == "per_compound":
+        raise ValueError("per-compound gates have no single gate per arm")
+    with result.averaged():
+        logits = observation.gate_logits(arm)
+    return float(torch.sigmoid(logits.detach()))
+
+
+def naive_enrichment(data: DELData) -> np.ndarray:
+    """The baseline a model must beat ``[n]``: log((mean target + 1) / (mean control + 1)) over the
+    replicates, each count divided by its replicate's reads per compound (log(mean target + 1) without
+    controls)."""
+    target = data.target_counts / np.maximum(data.target_counts.sum(0), 1) * data.n_compounds
+    if data.n_control_replicates == 0:
+        return np.log(target.mean(1) + 1)
+    control = data.control_counts / np.maximum(data.control_counts.sum(0), 1) * data.n_compounds
+    return np.log((target.mean(1) + 1) / (control.mean(1) + 1))
+
+
+def building_block_baseline(train: DELData, test: DELData) -> np.ndarray:
+    """A building-block-mean baseline for ``test`` ``[n_test]``: each building block scores the mean
+    naive enrichment (:func:`naive_enrichment`) of the training compounds that carry it, and a compound
+    scores the mean over its cycles of its blocks' scores; a block absent from training scores the
+    overall training mean."""
+    if train.building_blocks is None or test.building_blocks is None:
+        raise ValueError("building_blocks: the baseline needs building-block id columns in both screens")
+    naive = naive_enrichment(train)
+    overall = float(naive.mean())
+    score = np.zeros(test.n_compounds)
+    for cycle in train.building_blocks.columns:
+        means = pd.Series(naive).groupby(train.building_blocks[cycle].to_numpy()).mean()
+        score += test.building_blocks[cycle].map(means).fillna(overall).to_numpy(np.float64)
+    return score / len(train.building_blocks.columns)

@@ -15,7 +15,9 @@ term in the shared ``context`` dict (the fingerprint embedding, which the pose t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -33,6 +35,8 @@ __all__ = [
     "PoseTerm",
     "ResidualBlock",
     "TermOutput",
+    "family_effects",
+    "screened_positions",
 ]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
@@ -214,14 +218,50 @@ class InterceptTerm(nn.Module):
         return TermOutput(target=parts.get("target"), matrix=parts.get("matrix"))
 
 
+def family_effects(scale: Any, z: Any, rows: Any = None, columns: Any = None) -> Any:
+    """Effects of one building-block family from its scale ``[...]`` and standard normals ``[..., n + 1]``
+    (the last slot is the unseen block): the seen blocks' normals are centred, then all are scaled.
+
+    For a pair family, ``rows`` and ``columns`` (int64 ``[n]``) give each observed pair's block in either
+    cycle, and the normals are centred within every row and then every column: a pair effect is then an
+    interaction only, and cannot take over its blocks' own effects. Works on torch tensors and numpy
+    arrays alike (numpy without rows and columns).
+    """
+    if isinstance(z, np.ndarray):
+        seen = z[..., :-1] - z[..., :-1].mean(axis=-1, keepdims=True)
+        return scale[..., None] * np.concatenate([seen, z[..., -1:]], axis=-1)
+    seen = z[..., :-1]
+    if rows is None:
+        seen = seen - seen.mean(dim=-1, keepdim=True)
+    else:
+        for groups in (rows, columns):
+            seen = seen - _group_means(seen, groups)
+    return scale.unsqueeze(-1) * torch.cat([seen, z[..., -1:]], dim=-1)
+
+
+def _group_means(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each element replaced by the mean of its group along the last dim (groups: int64 ``[n]``)."""
+    n_groups = int(groups.max()) + 1 if groups.numel() else 0
+    sums = values.new_zeros(*values.shape[:-1], n_groups).index_add(-1, groups, values)
+    counts = torch.bincount(groups, minlength=n_groups).to(values.dtype)
+    return (sums / counts.clamp(min=1))[..., groups]
+
+
 class BuildingBlockTerm(nn.Module):
     """Hierarchical building-block and disynthon effects on the log target and log matrix enrichment.
 
     For each arm, each cycle k and each pair of cycles (k, l) (a family f)::
 
         scale_f ~ HalfNormal(prior_scale)
-        z_f[j]  ~ Normal(0, 1)            for every block (or observed pair) j, plus one unseen slot
-        effect_f[j] = scale_f * z_f[j]    (non-centred)
+        z_f[j]  ~ Normal(0, 1)                         for every block (or observed pair) j, plus one unseen slot
+        effect_f[j] = scale_f * (z_f[j] - mean_seen z_f)   for the seen blocks (non-centred, summing to zero)
+        effect_f[unseen] = scale_f * z_f[unseen]
+
+    Effects of the seen blocks sum to zero within a family, so they are deviations from the family's
+    average, and pair effects sum to zero over each block's pairs, so they are interactions only (see
+    :func:`family_effects`); the intercept (or the network) carries the level: without that constraint the level could
+    drift between the intercept and the family means, limited only by the prior, which makes a posterior
+    ridge that slows MCMC and that a mean-field guide cannot represent.
 
     A compound adds the effects of its blocks and of its pairs. Blocks and pairs never seen in training
     map to the unseen slot, which no data informs, so its posterior stays the prior: a new block gets
@@ -231,11 +271,22 @@ class BuildingBlockTerm(nn.Module):
 
     is_latent = True
 
-    def __init__(self, family_sizes: list[tuple[str, int]], arms: tuple[str, ...], prior_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        family_sizes: list[tuple[str, int]],
+        arms: tuple[str, ...],
+        prior_scale: float = 1.0,
+        pair_blocks: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         super().__init__()
         self.families = family_sizes  # (name, number of codes including the unseen slot)
         self.arms = arms
         self.prior_scale = prior_scale
+        # each pair family's observed pairs: the block code of either cycle (for double centring)
+        for name, (rows, columns) in (pair_blocks or {}).items():
+            self.register_buffer(f"rows_{name}", torch.as_tensor(rows, dtype=torch.long), persistent=False)
+            self.register_buffer(f"columns_{name}", torch.as_tensor(columns, dtype=torch.long), persistent=False)
+        self.pair_names = set(pair_blocks or {})
 
     def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
         plates = {name: pyro.plate(f"bb_{name}", size, dim=-1) for name, size in self.families}
@@ -244,7 +295,11 @@ class BuildingBlockTerm(nn.Module):
                 scale = pyro.sample(f"bb_{arm}_scale_{name}", dist.HalfNormal(self.prior_scale))
                 with plates[name]:
                     z = pyro.sample(f"bb_{arm}_{name}", dist.Normal(0.0, 1.0))
-                context[f"bb_{arm}_{name}"] = scale * z
+                if name in self.pair_names:
+                    rows, columns = getattr(self, f"rows_{name}"), getattr(self, f"columns_{name}")
+                    context[f"bb_{arm}_{name}"] = family_effects(scale, z, rows, columns)
+                else:
+                    context[f"bb_{arm}_{name}"] = family_effects(scale, z)
 
     def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
         codes = batch["building_block_codes"]
@@ -259,18 +314,77 @@ class BuildingBlockTerm(nn.Module):
 
 class CompoundTerm(nn.Module):
     """A per-compound effect on the log target enrichment, u_i = sigma * z_i with z_i ~ Normal(0, 1) and
-    sigma ~ HalfNormal(prior_scale): a local latent in the subsampled compound plate, so every screened
-    compound gets its own posterior, and a compound never screened gets the prior."""
+    sigma ~ HalfNormal(prior_scale).
+
+    The z of the training screen's compounds form the site ``compound_effect`` ``[n, 1]`` in their own
+    plate ``"screened"`` (full size: the training screen), subsampled to the batch's screened compounds by
+    their ``training_position``: the guide gives every screened compound its own posterior, indexed by its
+    place in the training screen whichever batch or screen it turns up in. A compound never screened
+    (position -1) draws z from the prior (site ``new_compound_effect``, which no guide covers).
+    """
 
     is_latent = True
 
-    def __init__(self, prior_scale: float = 1.0) -> None:
+    def __init__(self, prior_scale: float = 1.0, n_screened: int = 0) -> None:
         super().__init__()
         self.prior_scale = prior_scale
+        self.n_screened = n_screened
 
     def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
         context["compound_scale"] = pyro.sample("compound_scale", dist.HalfNormal(self.prior_scale))
 
+    def screened_plate(self, batch: dict[str, torch.Tensor]) -> pyro.plate:
+        """The plate of the screened compounds' effects, subsampled to those in ``batch`` (at least one
+        index: a batch without screened compounds gets a placeholder, see :func:`screened_positions`)."""
+        positions, _ = screened_positions(batch)
+        if positions.numel() == self.n_screened:
+            # every screened compound at once: the plate in its natural order (pyro subsamples parameters
+            # only for a proper subsample, so a permutation must not be passed as one)
+            return pyro.plate("screened", self.n_screened, dim=-2)
+        return pyro.plate("screened", self.n_screened, subsample=positions, dim=-2)
+
+    def in_batch_order(self, value: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A ``compound_effect`` value ``[n screened in batch, 1]`` in the order of the batch's screened
+        compounds (when the batch holds every screened compound the site is in the natural order)."""
+        positions, _ = screened_positions(batch)
+        return value[positions] if positions.numel() == self.n_screened else value
+
+    def sample_locals(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> None:
+        """Draw z for every compound of the batch into ``context["compound_z"]`` ``[batch, 1]`` (outside
+        the compound plate)."""
+        _, screened = screened_positions(batch)
+        size = screened.shape[0]
+        z = None
+        if bool(screened.any()):
+            with self.screened_plate(batch):
+                z_screened = self.in_batch_order(pyro.sample("compound_effect", dist.Normal(0.0, 1.0)), batch)
+            if bool(screened.all()):
+                z = z_screened
+            else:
+                z = z_screened.new_zeros(size, 1)
+                z[screened] = z_screened
+        if not bool(screened.all()):
+            with pyro.plate("new_compounds", int((~screened).sum()), dim=-2):
+                z_new = pyro.sample("new_compound_effect", dist.Normal(0.0, 1.0))
+            if z is None:
+                z = z_new
+            else:
+                z[~screened] = z_new
+        context["compound_z"] = z
+
     def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
-        z = pyro.sample("compound_effect", dist.Normal(0.0, 1.0))  # [batch, 1] in the compound plate
-        return TermOutput(target=context["compound_scale"] * z.reshape(-1))
+        return TermOutput(target=context["compound_scale"] * context["compound_z"].reshape(-1))
+
+
+def screened_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positions, screened)``: the training-screen positions of the batch's screened compounds (a
+    single placeholder 0 when there are none) and the mask of screened compounds ``[batch]``. The
+    positions come from ``batch["training_position"]`` (-1: not screened), else from ``batch["index"]``."""
+    position = batch.get("training_position")
+    if position is None:
+        position = batch["index"]
+    screened = position >= 0
+    chosen = position[screened]
+    if chosen.numel() == 0:
+        chosen = torch.zeros(1, dtype=torch.long, device=position.device)
+    return chosen, screened

@@ -78,6 +78,7 @@ def test_latent_globals_in_a_fitted_model() -> None:
         gates="global",
         concentration="latent",
         depth_deviation=0.1,
+        matrix_shift="latent",
     )
     result = fit(train, val, config, progress="none")
     assert sorted(result.global_sites()) == sorted(
@@ -88,6 +89,7 @@ def test_latent_globals_in_a_fitted_model() -> None:
             "target_concentration",
             "control_depth_deviation",
             "target_depth_deviation",
+            "target_matrix_shift",
         ]
     )
     summary = result.globals_summary(num_samples=300)
