@@ -101,16 +101,20 @@ def make_optim(
     lr_decay: float = 1.0,
     lr_decay_steps: int = 1000,
     local_lr: float | None = None,
+    guide_lr: float | None = None,
 ) -> ClippedAdam:
     """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps.
 
     ``local_lr`` is the learning rate of the per-compound guide parameters (names holding
-    "compound_effect"), which move only when their compound is in the batch, once an epoch; None: ``lr``.
+    "compound_effect"), which move only when their compound is in the batch, once an epoch; ``guide_lr``
+    that of the other guide parameters (the latent globals: names starting "Auto"); None: ``lr``.
+    Hierarchical effects in a non-centred form move slowly at a network's learning rate.
     """
     if lr_decay <= 0 or lr_decay_steps < 1:
         raise ValueError("lr_decay must be positive and lr_decay_steps at least 1")
-    if local_lr is not None and local_lr <= 0:
-        raise ValueError(f"local_lr must be positive, got {local_lr}")
+    for name, value in (("local_lr", local_lr), ("guide_lr", guide_lr)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
     shared = {
         "clip_norm": clip_norm,
         "betas": tuple(betas),
@@ -118,11 +122,15 @@ def make_optim(
         "lrd": lr_decay ** (1.0 / lr_decay_steps),
     }
 
-    if local_lr is None:
+    if local_lr is None and guide_lr is None:
         return ClippedAdam({**shared, "lr": lr})
 
     def arguments(name: str) -> dict[str, Any]:
-        return {**shared, "lr": local_lr if "compound_effect" in name else lr}
+        if "compound_effect" in name and local_lr is not None:
+            return {**shared, "lr": local_lr}
+        if name.startswith("Auto") and guide_lr is not None:
+            return {**shared, "lr": guide_lr}
+        return {**shared, "lr": lr}
 
     return ClippedAdam(arguments)
 
@@ -349,7 +357,8 @@ class FitResult:
             key = f"bb_{arm}_{cycle}"
             if key not in draws:
                 raise ValueError(f"no building-block effects on the {arm!r} arm")
-            effects = family_effects(draws[f"bb_{arm}_scale_{cycle}"].reshape(-1), draws[key].reshape(num_samples, -1))
+            scale = draws[f"bb_{arm}_scale_{cycle}"].reshape(-1)
+            effects = family_effects(scale, draws[key].reshape(num_samples, -1))
             q05, q50, q95 = np.quantile(effects[:, : len(ids)], [0.05, 0.5, 0.95], axis=0)
             for j, block in enumerate(ids):
                 rows.append(
@@ -422,6 +431,7 @@ def _build(config: ModelConfig, model: DELModel) -> tuple[Any, SVI, EMA]:
         config.lr_decay,
         config.lr_decay_steps,
         local_lr=config.local_lr,
+        guide_lr=config.guide_lr,
     )
     return guide, make_svi(model, guide, optim, config.loss), EMA(config.ema_decay)
 

@@ -117,7 +117,10 @@ class ModelConfig:
     lr_decay_steps: int = 1000
     #: Learning rate of the per-compound guide parameters (the "compound" term), which move only once an
     #: epoch; None: lr.
-    local_lr: float | None = 0.1
+    local_lr: float | None = 0.05
+    #: Learning rate of the guide's other parameters (the latent globals: building-block effects, scales,
+    #: gates, concentrations); None: lr.
+    guide_lr: float | None = 0.05
     #: Compounds per training step and passes over the training screen.
     batch_size: int = 256
     epochs: int = 20
@@ -177,6 +180,7 @@ PRESETS: dict[str, ModelConfig] = {
         normalize_depth=False,
         use_load=False,
         matrix_shift="none",
+        guide_lr=None,
         guide="auto_normal",
         loss="trace_elbo",
         lr=1e-4,
