@@ -32,7 +32,7 @@ __all__ = ["MCMCResult", "SamplesGuide", "run_nuts"]
 class SamplesGuide(nn.Module):
     """A guide that draws one stored posterior sample per call (a random one, from torch's generator).
 
-    Local sites (the screened compounds' effects, ``[n_samples, n_screened, 1]``) are drawn in the
+    Local sites (the screened compounds' effects, ``[n_samples, n_screened, n_arms]``) are drawn in the
     model's screened-compound plate for the batch's screened compounds, so ``predict`` treats it like an
     autoguide.
     """
@@ -50,7 +50,7 @@ class SamplesGuide(nn.Module):
         for name, values in self.samples.items():
             if name in self.local_sites:
                 with self.create_plates(batch) as positions:
-                    pyro.sample(name, dist.Delta(values[s][positions]))
+                    pyro.sample(name, dist.Delta(values[s][positions], event_dim=1))
             else:
                 value = values[s]
                 pyro.sample(name, dist.Delta(value, event_dim=value.dim()))

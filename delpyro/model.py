@@ -360,7 +360,7 @@ class DELModel(nn.Module):
             assert all("+" in name and name.split("+")[0] in cycles for name in pair_blocks)
             terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale, pair_blocks)
         if "compound" in self.term_names:
-            terms["compound"] = CompoundTerm(config.compound_prior_scale, len(self.spec.training_ids))
+            terms["compound"] = CompoundTerm(config.compound_prior_scale, len(self.spec.training_ids), arms)
         self.terms = nn.ModuleDict(terms)
         self.observation = Observation(
             config.likelihood,

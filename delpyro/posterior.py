@@ -137,14 +137,15 @@ def _draws(
                 if site["type"] == "sample" and not site["is_observed"]
             }
             context: dict[str, torch.Tensor] = {}
-            if has_compound:
-                z = torch.randn(size, 1)  # a compound never screened: its effect from the prior
-                if bool(screened.any()):
-                    z[screened] = model.terms["compound"].in_batch_order(values["compound_effect"], guide_batch)
-                context["compound_z"] = z
             with poutine.condition(data=values):
                 for name in model.latent_terms:
                     model.terms[name].sample_globals(context)
+                if has_compound:
+                    term = model.terms["compound"]
+                    z = term.prior(context).sample((size,))  # a compound never screened: the prior
+                    if bool(screened.any()):
+                        z[screened] = term.in_batch_order(values["compound_effect"], guide_batch)
+                    context["compound_z"] = z
                 with pyro.plate("compounds", size, dim=-2):
                     latent_target, latent_matrix, _ = model.enrichments(batch, context, networks=False)
             targets[s] = (base_target + (0.0 if latent_target is None else latent_target)).double().numpy()

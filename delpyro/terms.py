@@ -313,25 +313,34 @@ class BuildingBlockTerm(nn.Module):
 
 
 class CompoundTerm(nn.Module):
-    """A per-compound effect on the log target enrichment, u_i = sigma * z_i with z_i ~ Normal(0, 1) and
-    sigma ~ HalfNormal(prior_scale).
+    """Per-compound effects on the log target enrichment, and on the log matrix enrichment when the
+    screen has controls: u_i = sigma * z_i with z_i ~ Normal(0, 1), sigma ~ HalfNormal(prior_scale), one
+    sigma per arm (``compound_scale``, ``compound_matrix_scale``).
 
-    The z of the training screen's compounds form the site ``compound_effect`` ``[n, 1]`` in their own
-    plate ``"screened"`` (full size: the training screen), subsampled to the batch's screened compounds by
-    their ``training_position``: the guide gives every screened compound its own posterior, indexed by its
-    place in the training screen whichever batch or screen it turns up in. A compound never screened
-    (position -1) draws z from the prior (site ``new_compound_effect``, which no guide covers).
+    The matrix effect lets each compound's own bead binding, seen in the control reads, differ from what
+    its blocks and structure predict; without it that deviation would be read as target enrichment, with
+    too little uncertainty.
+
+    The z of the training screen's compounds form the site ``compound_effect`` ``[n, n_arms]`` (target
+    first) in their own plate ``"screened"`` (dim -1; full size: the training screen), subsampled to the
+    batch's screened compounds by their ``training_position``: the guide gives every screened compound
+    its own posterior, indexed by its place in the training screen whichever batch or screen it turns up
+    in. A compound never screened (position -1) draws z from the prior (site ``new_compound_effect``,
+    which no guide covers).
     """
 
     is_latent = True
 
-    def __init__(self, prior_scale: float = 1.0, n_screened: int = 0) -> None:
+    def __init__(self, prior_scale: float = 1.0, n_screened: int = 0, arms: tuple[str, ...] = ("target",)) -> None:
         super().__init__()
         self.prior_scale = prior_scale
         self.n_screened = n_screened
+        self.arms = arms
 
     def sample_globals(self, context: dict[str, torch.Tensor]) -> None:
         context["compound_scale"] = pyro.sample("compound_scale", dist.HalfNormal(self.prior_scale))
+        if "matrix" in self.arms:
+            context["compound_matrix_scale"] = pyro.sample("compound_matrix_scale", dist.HalfNormal(self.prior_scale))
 
     def screened_plate(self, batch: dict[str, torch.Tensor]) -> pyro.plate:
         """The plate of the screened compounds' effects, subsampled to those in ``batch`` (at least one
@@ -340,32 +349,44 @@ class CompoundTerm(nn.Module):
         if positions.numel() == self.n_screened:
             # every screened compound at once: the plate in its natural order (pyro subsamples parameters
             # only for a proper subsample, so a permutation must not be passed as one)
-            return pyro.plate("screened", self.n_screened, dim=-2)
-        return pyro.plate("screened", self.n_screened, subsample=positions, dim=-2)
+            return pyro.plate("screened", self.n_screened, dim=-1)
+        return pyro.plate("screened", self.n_screened, subsample=positions, dim=-1)
 
     def in_batch_order(self, value: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A ``compound_effect`` value ``[n screened in batch, 1]`` in the order of the batch's screened
-        compounds (when the batch holds every screened compound the site is in the natural order)."""
+        """A ``compound_effect`` value ``[n screened in batch, n_arms]`` in the order of the batch's
+        screened compounds (when the batch holds every screened compound the site is in the natural order)."""
         positions, _ = screened_positions(batch)
         return value[positions] if positions.numel() == self.n_screened else value
 
+    def prior(self, context: dict[str, torch.Tensor]) -> dist.Distribution:
+        """Target only: z ~ Normal(0, 1), non-centred. With a matrix arm, (w, u_m): u_m the matrix effect
+        and w = u_t + u_m the whole target arm's deviation, jointly normal (centred). The target reads pin
+        w and the control reads u_m, so the two are nearly independent a posteriori and a mean-field
+        guide can represent them; (u_t, u_m) would be strongly anti-correlated."""
+        if "matrix" not in self.arms:
+            return dist.Normal(0.0, 1.0).expand([1]).to_event(1)
+        var_t = context["compound_scale"] ** 2
+        var_m = context["compound_matrix_scale"] ** 2
+        covariance = torch.stack([torch.stack([var_t + var_m, var_m]), torch.stack([var_m, var_m])])
+        return dist.MultivariateNormal(torch.zeros(2, dtype=var_t.dtype, device=var_t.device), covariance)
+
     def sample_locals(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> None:
-        """Draw z for every compound of the batch into ``context["compound_z"]`` ``[batch, 1]`` (outside
-        the compound plate)."""
+        """Draw z for every compound of the batch into ``context["compound_z"]`` ``[batch, n_arms]``
+        (outside the compound plate)."""
         _, screened = screened_positions(batch)
         size = screened.shape[0]
         z = None
         if bool(screened.any()):
             with self.screened_plate(batch):
-                z_screened = self.in_batch_order(pyro.sample("compound_effect", dist.Normal(0.0, 1.0)), batch)
+                z_screened = self.in_batch_order(pyro.sample("compound_effect", self.prior(context)), batch)
             if bool(screened.all()):
                 z = z_screened
             else:
-                z = z_screened.new_zeros(size, 1)
+                z = z_screened.new_zeros(size, len(self.arms))
                 z[screened] = z_screened
         if not bool(screened.all()):
-            with pyro.plate("new_compounds", int((~screened).sum()), dim=-2):
-                z_new = pyro.sample("new_compound_effect", dist.Normal(0.0, 1.0))
+            with pyro.plate("new_compounds", int((~screened).sum()), dim=-1):
+                z_new = pyro.sample("new_compound_effect", self.prior(context))
             if z is None:
                 z = z_new
             else:
@@ -373,7 +394,10 @@ class CompoundTerm(nn.Module):
         context["compound_z"] = z
 
     def forward(self, batch: dict[str, torch.Tensor], context: dict[str, torch.Tensor]) -> TermOutput:
-        return TermOutput(target=context["compound_scale"] * context["compound_z"].reshape(-1))
+        z = context["compound_z"]
+        if "matrix" not in self.arms:
+            return TermOutput(target=context["compound_scale"] * z[:, 0])
+        return TermOutput(target=z[:, 0] - z[:, 1], matrix=z[:, 1])  # u_t = w - u_m, u_m
 
 
 def screened_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
