@@ -154,9 +154,7 @@ class _ScreenedGuide:
         self.guide = guide
 
     def __call__(self, batch: dict[str, Any]) -> Any:
-        if getattr(self.guide, "prototype_trace", True) is None:  # an autoguide not built yet
-            with torch.random.fork_rng(), poutine.block():
-                self.guide(self.model.example_batch())
+        _build_prototype(self.guide, self.model)
         _, screened = screened_positions(batch)
         if bool(screened.any()):
             return self.guide(batch)
@@ -357,8 +355,8 @@ class FitResult:
             key = f"bb_{arm}_{cycle}"
             if key not in draws:
                 raise ValueError(f"no building-block effects on the {arm!r} arm")
-            scale = draws[f"bb_{arm}_scale_{cycle}"].reshape(-1)
-            effects = family_effects(scale, draws[key].reshape(num_samples, -1))
+            scale = torch.as_tensor(draws[f"bb_{arm}_scale_{cycle}"].reshape(-1))
+            effects = family_effects(scale, torch.as_tensor(draws[key].reshape(num_samples, -1))).numpy()
             q05, q50, q95 = np.quantile(effects[:, : len(ids)], [0.05, 0.5, 0.95], axis=0)
             for j, block in enumerate(ids):
                 rows.append(
@@ -440,10 +438,14 @@ def _build_guide(result: FitResult) -> None:
     """An autoguide builds itself by tracing the model once. Doing it on a forked random state keeps a
     resumed run drawing the same numbers as a run straight through; parameters already in the store (a
     loaded checkpoint) are taken as they are."""
-    if getattr(result.guide, "prototype_trace", None) is None:
-        model = result.model
+    _build_prototype(result.guide, result.model)
+
+
+def _build_prototype(guide: Any, model: DELModel) -> None:
+    """Trace the model once into an autoguide not built yet, on an example batch and a forked random state."""
+    if getattr(guide, "prototype_trace", True) is None:
         with torch.random.fork_rng(), model.param_scope(), poutine.block():
-            result.guide(model.example_batch())
+            guide(model.example_batch())
 
 
 def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:

@@ -258,6 +258,10 @@ class DataSpec:
     def uses_load(self) -> bool:
         return self.load_pseudocount is not None
 
+    def log_load_offset(self, load: np.ndarray) -> np.ndarray:
+        """The load offset ``[n]`` of a screen's loads, with the training screen's constants."""
+        return np.log(np.asarray(load, dtype=np.float64) + self.load_pseudocount) - self.load_log_mean
+
 
 def _pair_keys(codes: np.ndarray, vocabulary: dict[str, list[str]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """For every pair of cycles: its name, one int64 key per compound for its pair of blocks, and whether
@@ -351,13 +355,11 @@ class DELModel(nn.Module):
         if "building_blocks" in self.term_names:
             families = [(c, len(ids) + 1) for c, ids in self.spec.bb_vocabulary.items()]
             families += [(name, len(keys) + 1) for name, keys in self.spec.pair_keys.items()]
-            cycles = list(self.spec.bb_vocabulary)
-            pair_blocks = {}
+            pair_blocks = {}  # each observed pair's block codes, undoing the key of _pair_keys
             for name, keys in self.spec.pair_keys.items():
                 width = len(self.spec.bb_vocabulary[name.split("+")[1]]) + 1
                 keys = np.asarray(keys, dtype=np.int64)
                 pair_blocks[name] = (keys // width, keys % width)
-            assert all("+" in name and name.split("+")[0] in cycles for name in pair_blocks)
             terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale, pair_blocks)
         if "compound" in self.term_names:
             terms["compound"] = CompoundTerm(config.compound_prior_scale, len(self.spec.training_ids), arms)
@@ -445,8 +447,7 @@ class DELModel(nn.Module):
         if self.spec.uses_load:
             if data.load is None:
                 raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
-            offset = np.log(data.load + self.spec.load_pseudocount) - self.spec.load_log_mean
-            arrays["log_load"] = offset.astype(np.float32)
+            arrays["log_load"] = self.spec.log_load_offset(data.load).astype(np.float32)
         return arrays
 
     def example_batch(self, size: int = 1) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def _draws(
     has_compound = "compound" in model.term_names
     if has_compound:
         screened = batch["training_position"] >= 0
-        guide_batch = {"index": batch["index"], "size": batch["size"], "training_position": batch["training_position"]}
+        guide_batch = batch  # the guide's plate reads the batch's training positions
     else:
         guide_batch = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
     targets = np.empty((samples, size))
@@ -196,10 +196,7 @@ def truth_on_model_scale(result: FitResult, data: DELData) -> np.ndarray:
     truth = data.truth["log_target_enrichment"].to_numpy(np.float64) + arm_shift("target")
     if observation.has_control and observation.combine == "multiplicative":
         return truth - arm_shift("control")
-    if spec.uses_load:
-        offset = np.log(data.load + spec.load_pseudocount) - spec.load_log_mean
-    else:
-        offset = np.zeros(data.n_compounds)
+    offset = spec.log_load_offset(data.load) if spec.uses_load else 0.0
     return truth + np.log(data.truth["load"].to_numpy(np.float64)) - offset
 
 

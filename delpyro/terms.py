@@ -15,7 +15,6 @@ term in the shared ``context`` dict (the fingerprint embedding, which the pose t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyro
@@ -218,18 +217,16 @@ class InterceptTerm(nn.Module):
         return TermOutput(target=parts.get("target"), matrix=parts.get("matrix"))
 
 
-def family_effects(scale: Any, z: Any, rows: Any = None, columns: Any = None) -> Any:
+def family_effects(
+    scale: torch.Tensor, z: torch.Tensor, rows: torch.Tensor | None = None, columns: torch.Tensor | None = None
+) -> torch.Tensor:
     """Effects of one building-block family from its scale ``[...]`` and standard normals ``[..., n + 1]``
     (the last slot is the unseen block): the seen blocks' normals are centred, then all are scaled.
 
     For a pair family, ``rows`` and ``columns`` (int64 ``[n]``) give each observed pair's block in either
     cycle, and the normals are centred within every row and then every column: a pair effect is then an
-    interaction only, and cannot take over its blocks' own effects. Works on torch tensors and numpy
-    arrays alike (numpy without rows and columns).
+    interaction only, and cannot take over its blocks' own effects.
     """
-    if isinstance(z, np.ndarray):
-        seen = z[..., :-1] - z[..., :-1].mean(axis=-1, keepdims=True)
-        return scale[..., None] * np.concatenate([seen, z[..., -1:]], axis=-1)
     seen = z[..., :-1]
     if rows is None:
         seen = seen - seen.mean(dim=-1, keepdim=True)
