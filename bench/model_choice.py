@@ -25,21 +25,15 @@ from scipy.stats import spearmanr
 import delpyro
 from delpyro import ModelConfig, building_block_baseline, fit, naive_enrichment, split, truth_on_model_scale
 
-LATENT = {"gates": "global", "concentration": "latent"}
 CANDIDATES = {
-    "fingerprint, ZIP (point gates)": ModelConfig(terms=("fingerprint",), likelihood="zip", gates="learned"),
-    "fingerprint + compound, ZINB": ModelConfig(terms=("fingerprint", "compound"), likelihood="zinb", **LATENT),
-    "fingerprint + blocks + compound, ZINB": ModelConfig(
-        terms=("fingerprint", "building_blocks", "compound"), likelihood="zinb", **LATENT
-    ),
-    "fingerprint + blocks + compound, ZIP": ModelConfig(
-        terms=("fingerprint", "building_blocks", "compound"), likelihood="zip", gates="global"
-    ),
-    "fingerprint + blocks + compound, NB": ModelConfig(
-        terms=("fingerprint", "building_blocks", "compound"), likelihood="nb", concentration="latent"
-    ),
-    "fingerprint + blocks + compound, ZINB, multiplicative": ModelConfig(
-        terms=("fingerprint", "building_blocks", "compound"), likelihood="zinb", combine="multiplicative", **LATENT
+    "default: fingerprint + blocks + compound, ZINB": ModelConfig(),
+    "default with network lr 1e-3": ModelConfig(lr=1e-3),
+    "blocks + compound, ZINB (no network)": ModelConfig(terms=("building_blocks", "compound")),
+    "fingerprint + blocks + compound, ZIP": ModelConfig(likelihood="zip"),
+    "fingerprint + blocks + compound, NB": ModelConfig(likelihood="nb"),
+    "fingerprint + blocks + compound, ZINB, multiplicative": ModelConfig(combine="multiplicative"),
+    "fingerprint only, ZIP (point gates)": ModelConfig(
+        terms=("fingerprint",), likelihood="zip", gates="learned", lr=1e-3
     ),
     "del-dock preset": ModelConfig.preset("del-dock", terms=("fingerprint",)),
 }

@@ -33,7 +33,9 @@ from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoLowRankMultivariateNormal, AutoNormal
 from pyro.infer.util import zero_grads
-from pyro.optim import ClippedAdam
+from pyro.nn import PyroParam
+from pyro.optim import PyroOptim
+from pyro.optim.clipped_adam import ClippedAdam as _TorchClippedAdam
 
 from delpyro.data import DELData, Minibatches
 from delpyro.model import DataSpec, DELModel, ModelConfig
@@ -44,6 +46,7 @@ __all__ = [
     "EMA",
     "FitResult",
     "NonFiniteLossError",
+    "RowwiseClippedAdam",
     "eval_step",
     "fit",
     "load",
@@ -93,6 +96,58 @@ def make_guide(model: DELModel, kind: str = "auto_normal") -> pyro.nn.PyroModule
         return guide
 
 
+class RowwiseClippedAdam(_TorchClippedAdam):
+    """Pyro's ClippedAdam, with an option for parameters whose rows belong to compounds.
+
+    With ``rowwise=True`` a parameter's rows (its first dimension: one per screened compound) each keep
+    their own Adam moments and step count, which advance only on steps where that row has a gradient,
+    that is, when its compound is in the batch. Plain Adam would keep moving a row by its decaying
+    momentum on every later step of the epoch while its second moment decays: over an epoch of n steps a
+    row would move about ``lr * sqrt(n)`` instead of ``lr``, which made large screens drift. Row gradients
+    are not clipped: each row's step is already bounded by about ``lr``.
+    """
+
+    def __init__(self, params: Any, *args: Any, rowwise: bool = False, **kwargs: Any) -> None:
+        super().__init__(params, *args, **kwargs)
+        for group in self.param_groups:
+            group["rowwise"] = rowwise
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None) -> Any:
+        if not any(group["rowwise"] for group in self.param_groups):
+            return super().step(closure)
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            group["lr"] *= group["lrd"]
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.reshape(p.shape[0], -1)
+                rows = grad.ne(0).any(1).nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(grad)
+                    state["exp_avg_sq"] = torch.zeros_like(grad)
+                g = grad[rows]
+                values = p.data.reshape(p.shape[0], -1)
+                if group["weight_decay"] != 0:
+                    g = g + group["weight_decay"] * values[rows]
+                steps = state["step"][rows] + 1
+                state["step"][rows] = steps
+                m = state["exp_avg"][rows].mul_(beta1).add_(g, alpha=1 - beta1)
+                v = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                state["exp_avg"][rows] = m
+                state["exp_avg_sq"][rows] = v
+                m_hat = m / (1 - beta1**steps).unsqueeze(1)
+                v_hat = v / (1 - beta2**steps).unsqueeze(1)
+                values[rows] -= group["lr"] * m_hat / (v_hat.sqrt() + group["eps"])
+        return loss
+
+
 def make_optim(
     lr: float = 1e-3,
     clip_norm: float = 10.0,
@@ -102,11 +157,12 @@ def make_optim(
     lr_decay_steps: int = 1000,
     local_lr: float | None = None,
     guide_lr: float | None = None,
-) -> ClippedAdam:
+) -> PyroOptim:
     """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps.
 
     ``local_lr`` is the learning rate of the per-compound guide parameters (names holding
-    "compound_effect"), which move only when their compound is in the batch, once an epoch; ``guide_lr``
+    "compound_effect"), which move only when their compound is in the batch, once an epoch, each row by
+    its own Adam state (:class:`RowwiseClippedAdam`); ``guide_lr``
     that of the other guide parameters (the latent globals: names starting "Auto"); None: ``lr``.
     Hierarchical effects in a non-centred form move slowly at a network's learning rate.
     """
@@ -122,20 +178,17 @@ def make_optim(
         "lrd": lr_decay ** (1.0 / lr_decay_steps),
     }
 
-    if local_lr is None and guide_lr is None:
-        return ClippedAdam({**shared, "lr": lr})
-
     def arguments(name: str) -> dict[str, Any]:
-        if "compound_effect" in name and local_lr is not None:
-            return {**shared, "lr": local_lr}
+        if "compound_effect" in name:
+            return {**shared, "lr": local_lr or lr, "rowwise": True}
         if name.startswith("Auto") and guide_lr is not None:
-            return {**shared, "lr": guide_lr}
-        return {**shared, "lr": lr}
+            return {**shared, "lr": guide_lr, "rowwise": False}
+        return {**shared, "lr": lr, "rowwise": False}
 
-    return ClippedAdam(arguments)
+    return PyroOptim(RowwiseClippedAdam, arguments)
 
 
-def make_svi(model: DELModel, guide: Callable, optim: ClippedAdam, loss: str = "trace_elbo") -> SVI:
+def make_svi(model: DELModel, guide: Callable, optim: PyroOptim, loss: str = "trace_elbo") -> SVI:
     """SVI with "trace_elbo" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
@@ -445,7 +498,23 @@ def _build_prototype(guide: Any, model: DELModel) -> None:
     """Trace the model once into an autoguide not built yet, on an example batch and a forked random state."""
     if getattr(guide, "prototype_trace", True) is None:
         with torch.random.fork_rng(), model.param_scope(), poutine.block():
+            stored = set(pyro.get_param_store().keys())
             guide(model.example_batch())
+            _init_local_scales(guide, model.config.local_init_scale, stored)
+
+
+def _init_local_scales(guide: Any, value: float, stored: set[str]) -> None:
+    """Start the guide's per-compound scales at ``value`` (unless ``stored``, from a checkpoint): most
+    compounds of a sparse screen keep a posterior close to the prior, and a scale far below it takes many
+    epochs (one step each) to grow."""
+    for part in guide if isinstance(guide, AutoGuideList) else [guide]:
+        scales = getattr(part, "scales", None)
+        if not isinstance(part, AutoNormal) or scales is None or not hasattr(scales, "compound_effect"):
+            continue
+        if scales._pyro_get_fullname("compound_effect") not in stored:
+            old = scales.compound_effect.detach()
+            event_dim = part._event_dims["compound_effect"]
+            scales.compound_effect = PyroParam(torch.full_like(old, value), part.scale_constraint, event_dim)
 
 
 def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:

@@ -47,8 +47,9 @@ class ModelConfig:
 
     # ---- enrichment terms
     #: Terms summed into the log enrichments, from "fingerprint", "poses" (networks), "building_blocks"
-    #: (hierarchical block and disynthon effects) and "compound" (a per-compound effect); None:
-    #: "fingerprint", plus "poses" when the data has poses. Without "fingerprint" a latent intercept is added.
+    #: (hierarchical block and disynthon effects) and "compound" (a per-compound effect); None: every term
+    #: the training screen supports ("fingerprint"; "poses" when it has poses; "building_blocks" when it has
+    #: building-block ids; "compound"). Without "fingerprint" a latent intercept is added.
     terms: tuple[str, ...] | None = None
     #: Prior scale (HalfNormal) of the building-block family scales and of the per-compound effect's scale.
     bb_prior_scale: float = 1.0
@@ -75,13 +76,13 @@ class ModelConfig:
     attention_size: int | None = None
     # ---- observation model
     #: Count likelihood: "poisson" | "zip" | "nb" | "zinb".
-    likelihood: str = "zip"
+    likelihood: str = "zinb"
     #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
     combine: str = "additive"
     #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there) |
     #: "global" (latent, one per arm, Beta(gate_prior) prior) | "per_compound" (a head of the fingerprint
     #: network gives every compound its own gate, as DEL-Compose does).
-    gates: str = "learned"
+    gates: str = "global"
     #: Beta prior (a, b) of a latent gate.
     gate_prior: tuple[float, float] = (1.0, 1.0)
     #: Gate probabilities of the control and target arms (fixed values, or where learning starts).
@@ -90,7 +91,7 @@ class ModelConfig:
     #: Initial NB concentration (inverse overdispersion) of each arm; the prior median when latent.
     nb_concentration: float = 10.0
     #: NB concentration per arm: "learned" (a point estimate) | "latent" (LogNormal(log nb_concentration, 1.5)).
-    concentration: str = "learned"
+    concentration: str = "latent"
     #: Prior sd of a latent per-replicate deviation of the log depth around its library-size offset (0: none).
     depth_deviation: float = 0.0
     #: A shift delta of the matrix enrichment in the target arm, log rate = log(m e^delta + t) ("additive"
@@ -108,7 +109,7 @@ class ModelConfig:
     #: "trace_elbo" | "meanfield" (analytic KL where available).
     loss: str = "trace_elbo"
     #: ClippedAdam: learning rate, gradient-norm clip, betas and weight decay.
-    lr: float = 1e-3
+    lr: float = 2e-4
     clip_norm: float = 10.0
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -118,6 +119,8 @@ class ModelConfig:
     #: Learning rate of the per-compound guide parameters (the "compound" term), which move only once an
     #: epoch; None: lr.
     local_lr: float | None = 0.05
+    #: Initial scale of the guide's per-compound effects (the "compound" term).
+    local_init_scale: float = 0.3
     #: Learning rate of the guide's other parameters (the latent globals: building-block effects, scales,
     #: gates, concentrations); None: lr.
     guide_lr: float | None = 0.05
@@ -196,6 +199,19 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def resolve_terms(config: ModelConfig, n_poses: int, has_building_blocks: bool) -> tuple[str, ...]:
+    """The terms a configuration asks for; ``terms=None`` means every term the screen supports."""
+    if config.terms is not None:
+        return tuple(config.terms)
+    terms = ["fingerprint"]
+    if n_poses > 0:
+        terms.append("poses")
+    if has_building_blocks:
+        terms.append("building_blocks")
+    terms.append("compound")
+    return tuple(terms)
+
+
 @dataclass
 class DataSpec:
     """What a model takes from its training screen: sizes, replicate names and the offsets' constants."""
@@ -225,7 +241,7 @@ class DataSpec:
         pseudocount = log_mean = None
         if config.use_load and data.load is not None:
             pseudocount, log_mean = load_offset(data.load)
-        terms = config.terms or ()
+        terms = resolve_terms(config, data.n_poses, data.building_blocks is not None)
         vocabulary = pair_keys = None
         if "building_blocks" in terms:
             if data.building_blocks is None:
@@ -382,9 +398,7 @@ class DELModel(nn.Module):
         self._in_scope = False
 
     def _resolve_terms(self) -> tuple[str, ...]:
-        terms = self.config.terms
-        if terms is None:
-            terms = ("fingerprint", "poses") if self.spec.n_poses > 0 else ("fingerprint",)
+        terms = resolve_terms(self.config, self.spec.n_poses, self.spec.bb_vocabulary is not None)
         if "poses" in terms and self.spec.n_poses == 0:
             raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
         if not terms:

@@ -70,6 +70,7 @@ def test_latent_globals_in_a_fitted_model() -> None:
     data = delpyro.simulate_del(seed=3, n_per_cycle=(8, 6, 5))
     train, val, _ = split(data, seed=0)
     config = ModelConfig(
+        terms=("fingerprint",),
         hidden_size=16,
         n_blocks=1,
         fingerprint_bits=256,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -27,7 +28,18 @@ from delpyro import (
     train_step,
 )
 
-SMALL = {"hidden_size": 16, "n_blocks": 1, "fingerprint_bits": 256, "epochs": 6, "batch_size": 64, "lr": 3e-3}
+# the network model of DEL-Dock's shape (point gates, ZIP), small, so that the tests run in seconds
+SMALL = {
+    "terms": ("fingerprint", "poses"),
+    "likelihood": "zip",
+    "gates": "learned",
+    "hidden_size": 16,
+    "n_blocks": 1,
+    "fingerprint_bits": 256,
+    "epochs": 6,
+    "batch_size": 64,
+    "lr": 3e-3,
+}
 
 
 def small(**overrides) -> ModelConfig:
@@ -73,7 +85,8 @@ def test_del_dock_preset_has_every_listed_setting() -> None:
     assert (config.batch_size, config.ema_decay) == (64, 0.999)
     assert not config.normalize_depth and not config.use_load
     optim = make_optim(config.lr, config.clip_norm, config.betas, config.weight_decay, 0.1, 1250)
-    arguments = optim.pt_optim_args
+    arguments = optim.pt_optim_args("fingerprint.encoder.0.weight")
+    assert not arguments["rowwise"] and optim.pt_optim_args("AutoNormal.locs.compound_effect")["rowwise"]
     assert arguments["lr"] == 1e-4 and arguments["clip_norm"] == 0.1 and arguments["betas"] == (0.95, 0.999)
     assert math.isclose(arguments["lrd"] ** 1250, 0.1, rel_tol=1e-9)
     assert ModelConfig.preset("del-dock", epochs=3).epochs == 3
@@ -108,8 +121,11 @@ def test_del_dock_network_shape_and_parameter_count() -> None:
 
 def test_terms_are_chosen_from_the_data(screen) -> None:
     no_poses = delpyro.simulate_del(seed=0, n_per_cycle=(3, 3, 2))
-    assert DELModel(small(), no_poses).term_names == ("fingerprint",)
-    assert DELModel(small(), screen).term_names == ("fingerprint", "poses")
+    assert DELModel(small(terms=None), no_poses).term_names == ("fingerprint", "building_blocks", "compound")
+    every = ("fingerprint", "poses", "building_blocks", "compound")
+    assert DELModel(small(terms=None), screen).term_names == every
+    no_blocks = dataclasses.replace(no_poses, building_blocks=None)
+    assert DELModel(small(terms=None), no_blocks).term_names == ("fingerprint", "compound")
     with pytest.raises(delpyro.DELDataError, match="poses"):
         DELModel(small(terms=("fingerprint", "poses")), no_poses)
 
@@ -194,7 +210,7 @@ def test_other_likelihoods_fit_with_finite_losses(parts, overrides) -> None:
 
 def test_screen_without_control_replicates() -> None:
     data = delpyro.simulate_del(seed=2, n_per_cycle=(5, 4, 4), n_control_replicates=0)
-    result = fit(data, None, small(epochs=2), progress="none")
+    result = fit(data, None, small(terms=None, epochs=2), progress="none")
     assert result.model.observation.has_control is False
     prediction = result.predict(data)
     assert prediction["log_matrix_mean"].isna().all()
