@@ -9,7 +9,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.delpyro-installed
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test lab lint clean
+BROWSER_STAMP := $(VENV)/.delpyro-browser-installed
+
+.PHONY: setup demo test test-browser lab lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +29,27 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+$(BROWSER_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,browser]" && touch $@ \
+		|| echo "test-browser: could not install playwright; the browser test will skip"
+
+# JupyterLab driven in a real Chromium by Playwright (tests/browser). Debian's chromium is installed with
+# apt-get where that works (as root, or with passwordless sudo); without a chromium the target skips.
+test-browser: setup $(BROWSER_STAMP)
+	@if ! command -v chromium >/dev/null 2>&1 && [ -z "$$DELPYRO_CHROMIUM" ] && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then as_root=""; elif sudo -n true 2>/dev/null; then as_root="sudo -n"; else as_root=no; fi; \
+		if [ "$$as_root" != no ]; then \
+			echo "test-browser: installing Debian's chromium with apt-get"; \
+			$$as_root apt-get update -qq >/dev/null && \
+			$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || true; \
+		fi; \
+	fi; \
+	if ! command -v chromium >/dev/null 2>&1 && [ -z "$$DELPYRO_CHROMIUM" ]; then \
+		echo "test-browser: skipped: no chromium, and apt-get is missing or unusable here (needs root or passwordless sudo)"; \
+		exit 0; \
+	fi; \
+	$(PY) -m pytest -m browser tests/browser
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

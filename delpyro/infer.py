@@ -332,6 +332,8 @@ class FitResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     best_val_loss: float = math.inf
     stopped_early: bool = False
+    #: training ended by a Stop request (the display's button, or a callback's ``stop_requested``)
+    stopped_by_user: bool = False
 
     @property
     def history(self) -> pd.DataFrame:
@@ -431,6 +433,24 @@ class FitResult:
 
         return predict(self, data, num_samples=num_samples, batch_size=batch_size, **kwargs)
 
+    def to_inference_data(self, data: DELData, num_samples: int = 200, compounds: Any = None, **kwargs: Any) -> Any:
+        """The fit on ``data`` as an ``arviz.InferenceData``, computed in batches of compounds.
+
+        Groups: ``posterior`` (every latent global with named dims: gates, concentrations, depth
+        deviations by replicate, building-block and disynthon draws and their effects by block id; and
+        per compound: ``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect``,
+        ``compound_matrix_effect``), ``posterior_predictive`` (``control_counts``, ``target_counts``),
+        ``log_likelihood`` (``counts``: per compound, summed over its replicates and arms, so that LOO
+        leaves out a compound), ``observed_data`` and ``constant_data`` (log depth offsets per replicate,
+        load). Draws come from the guide as one chain (``num_samples`` of them); for :func:`run_nuts`
+        results from its chains (thinned to ``num_samples`` per chain), so r_hat and ESS mean something.
+        ``compounds`` (ids, positions or a boolean mask) selects a subset; ``batch_size``, ``seed`` and
+        ``cache_dir`` go to :func:`delpyro.posterior.to_inference_data`. Save with ``idata.to_netcdf(path)``.
+        """
+        from delpyro.posterior import to_inference_data
+
+        return to_inference_data(self, data, num_samples=num_samples, compounds=compounds, **kwargs)
+
     # ---- checkpoints ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         with self.model.param_scope():
@@ -454,6 +474,7 @@ class FitResult:
             "records": list(self.records),
             "best_val_loss": self.best_val_loss,
             "stopped_early": self.stopped_early,
+            "stopped_by_user": self.stopped_by_user,
             "rng": pyro.util.get_rng_state(),
         }
 
@@ -550,6 +571,7 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
         records=list(state["records"]),
         best_val_loss=state["best_val_loss"],
         stopped_early=state["stopped_early"],
+        stopped_by_user=state.get("stopped_by_user", False),
     )
     _build_guide(result)
     if restore_rng:
@@ -604,9 +626,15 @@ def fit(
         train, val: the training screen and an optional validation screen (same replicates).
         config: a :class:`ModelConfig` (default ``ModelConfig()``); ``epochs`` and ``batch_size`` override it.
         seed: seeds the weights, the batch order and every draw; the same seed gives the same fit.
-        progress: "auto" (a live widget in JupyterLab, text lines elsewhere) | "text" | "widget" | "none".
-        callbacks: callables ``callback(event, info)``: event "step" (info: step, epoch, loss), "epoch"
-            (info: the history row) and "end" (info: {"result": FitResult}).
+        progress: "auto" (a live widget in JupyterLab, text lines elsewhere; the environment variable
+            ``DELPYRO_PROGRESS`` overrides that choice) | "text" | "widget" | "none". See
+            :class:`delpyro.widgets.TrainingMonitor`.
+        callbacks: callables ``callback(event, info)``: event "step" (info: step, epoch, loss, compounds in
+            the batch, epochs, steps_per_epoch), "epoch" (info: the history row) and "end" (info:
+            {"result": FitResult}). A callback (or the progress display) whose ``stop_requested`` attribute
+            is true after a step ends training there: that epoch is closed on the steps done (its row,
+            validation and checkpoint as usual), ``result.stopped_by_user`` is set, and
+            ``fit(..., resume=result)`` goes on from the next epoch.
         checkpoint_dir: write ``checkpoint.pt`` there after every epoch.
         early_stopping_patience: stop when the validation loss has not improved for this many epochs, and
             keep the best epoch's parameters.
@@ -642,10 +670,12 @@ def fit(
     reporter = make_progress(progress, epochs)
     best = _snapshot(result) if early_stopping_patience and val is not None else None
     epochs_without_improvement = 0
+    result.stopped_by_user = False
     try:
         for epoch in range(result.epoch, epochs):
             started = time.perf_counter()
             total = 0.0
+            seen = 0
             for batch in batches:
                 try:
                     loss = train_step(result.svi, batch)
@@ -658,14 +688,25 @@ def fit(
                     result.ema.update()
                 result.step += 1
                 total += loss * len(batch["index"])
-                info = {"step": result.step, "epoch": epoch + 1, "loss": loss}
+                seen += len(batch["index"])
+                info = {
+                    "step": result.step,
+                    "epoch": epoch + 1,
+                    "loss": loss,
+                    "compounds": len(batch["index"]),
+                    "epochs": epochs,
+                    "steps_per_epoch": len(batches),
+                }
                 reporter.step(info)
                 for callback in callbacks:
                     callback("step", info)
+                if any(getattr(listener, "stop_requested", False) for listener in (reporter, *callbacks)):
+                    result.stopped_by_user = True
+                    break
             val_loss = _evaluate(result, val_batches) if val_batches is not None else math.nan
             row = {
                 "epoch": epoch + 1,
-                "train_loss": total / batches.n,
+                "train_loss": total / seen,
                 "val_loss": val_loss,
                 "seconds": time.perf_counter() - started,
             }
@@ -688,6 +729,8 @@ def fit(
             if best is not None and epochs_without_improvement >= early_stopping_patience:
                 _restore(result, best)
                 result.stopped_early = True
+                break
+            if result.stopped_by_user:
                 break
     finally:
         reporter.close()

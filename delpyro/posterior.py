@@ -16,12 +16,22 @@ import pyro
 import torch
 from pyro import poutine
 
-from delpyro.data import DELData, Minibatches
+from delpyro.data import DELData, DELDataError, Minibatches
+from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc_statistics  # noqa: F401
+from delpyro.terms import screened_positions
 
 if TYPE_CHECKING:
     from delpyro.infer import FitResult
 
-__all__ = ["building_block_baseline", "naive_enrichment", "predict", "truth_on_model_scale"]
+__all__ = [
+    "building_block_baseline",
+    "compare",
+    "guide_diagnostic",
+    "naive_enrichment",
+    "predict",
+    "to_inference_data",
+    "truth_on_model_scale",
+]
 
 
 def predict(
@@ -239,3 +249,311 @@ def building_block_baseline(train: DELData, test: DELData) -> np.ndarray:
         means = pd.Series(naive).groupby(train.building_blocks[cycle].to_numpy()).mean()
         score += test.building_blocks[cycle].map(means).fillna(overall).to_numpy(np.float64)
     return score / len(train.building_blocks.columns)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ArviZ export, model comparison and the guide's importance-sampling diagnostic
+
+UNSEEN = "(unseen)"
+
+
+def to_inference_data(
+    result: FitResult,
+    data: DELData,
+    num_samples: int = 200,
+    compounds: Any = None,
+    *,
+    batch_size: int = 4096,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> Any:
+    """An ``arviz.InferenceData`` of a fit on ``data`` (see :meth:`FitResult.to_inference_data`)."""
+    import arviz as az
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    data = _select(data, compounds)
+    model = result.model
+    if data.target_names != model.spec.target_names or data.control_names != model.spec.control_names:
+        raise DELDataError(
+            f"replicates: the screen's target {data.target_names} and control {data.control_names} replicates "
+            f"differ from the model's {model.spec.target_names} and {model.spec.control_names}"
+        )
+    draws = _global_draws(result, num_samples, seed)  # [(chain, draw, sample, {site: tensor})]
+    n_chains = 1 + max(c for c, _, _, _ in draws)
+    n_draws = len(draws) // n_chains
+    n = data.n_compounds
+    arms = model.observation.arms()
+    replicates = {"control": data.control_names, "target": data.target_names}
+    per_compound: dict[str, np.ndarray] = {
+        "log_target_enrichment": np.empty((n_chains, n_draws, n), np.float32),
+    }
+    if model.observation.has_control:
+        per_compound["log_matrix_enrichment"] = np.empty((n_chains, n_draws, n), np.float32)
+    compound_term = model.terms["compound"] if "compound" in model.term_names else None
+    if compound_term is not None:
+        per_compound["compound_target_effect"] = np.empty((n_chains, n_draws, n), np.float32)
+        if "matrix" in compound_term.arms:
+            per_compound["compound_matrix_effect"] = np.empty((n_chains, n_draws, n), np.float32)
+    predictive = {f"{arm}_counts": np.empty((n_chains, n_draws, n, len(replicates[arm])), np.float32) for arm in arms}
+    log_lik = np.zeros((n_chains, n_draws, n))
+    batches = Minibatches(model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False)
+    was_training = model.training
+    model.eval()
+    try:
+        with result.averaged(), torch.no_grad(), torch.random.fork_rng():
+            for number, batch in enumerate(batches):
+                index = batch["index"].numpy()
+                for k, (chain, draw, sample, values) in enumerate(draws):
+                    torch.manual_seed(seed * 104729 + number * 7919 + k)
+                    latent = {**values, **_local_values(result, batch, values, chain, sample)}
+                    trace = poutine.trace(poutine.condition(model, data=latent)).get_trace(batch)
+                    for arm in arms:
+                        site = trace.nodes[f"{arm}_counts"]
+                        log_lik[chain, draw, index] += site["fn"].log_prob(site["value"]).sum(-1).double().numpy()
+                        predictive[f"{arm}_counts"][chain, draw, index] = site["fn"].sample().numpy()
+                    per_compound["log_target_enrichment"][chain, draw, index] = _column(trace, "log_target_enrichment")
+                    if "log_matrix_enrichment" in per_compound:
+                        per_compound["log_matrix_enrichment"][chain, draw, index] = _column(
+                            trace, "log_matrix_enrichment"
+                        )
+                    if compound_term is not None:
+                        effects = _compound_effects(model, trace, batch)
+                        per_compound["compound_target_effect"][chain, draw, index] = effects.target.numpy()
+                        if effects.matrix is not None:
+                            per_compound["compound_matrix_effect"][chain, draw, index] = effects.matrix.numpy()
+    finally:
+        model.train(was_training)
+    posterior, dims, coords = _posterior_globals(result, draws, n_chains, n_draws)
+    compound_ids = [str(c) for c in data.compound_id]
+    coords["compound_id"] = compound_ids
+    for arm in arms:
+        coords[f"{arm}_replicate"] = list(replicates[arm])
+    for name, values in per_compound.items():
+        posterior[name] = values
+        dims[name] = ["compound_id"]
+    observed = {f"{arm}_counts": getattr(data, f"{arm}_counts").astype(np.int64) for arm in arms}
+    for arm in arms:
+        dims[f"{arm}_counts"] = ["compound_id", f"{arm}_replicate"]
+    constant: dict[str, np.ndarray] = {
+        f"log_depth_{arm}": np.asarray(getattr(model.spec, f"log_depth_{arm}"), dtype=np.float64) for arm in arms
+    }
+    for arm in arms:
+        dims[f"log_depth_{arm}"] = [f"{arm}_replicate"]
+    if data.load is not None:
+        constant["load"] = np.asarray(data.load, dtype=np.float64)
+        dims["load"] = ["compound_id"]
+        if model.spec.uses_load:
+            constant["log_load_offset"] = model.spec.log_load_offset(data.load)
+            dims["log_load_offset"] = ["compound_id"]
+    idata = az.from_dict(
+        posterior=posterior,
+        posterior_predictive=predictive,
+        log_likelihood={"counts": log_lik},
+        observed_data=observed,
+        constant_data=constant,
+        coords=coords,
+        dims={**dims, "counts": ["compound_id"]},
+        attrs={"inference": "nuts" if _is_mcmc(result) else f"svi ({result.config.guide})"},
+    )
+    return idata
+
+
+def _select(data: DELData, compounds: Any) -> DELData:
+    if compounds is None:
+        return data
+    chosen = np.asarray(compounds)
+    if chosen.dtype == bool or np.issubdtype(chosen.dtype, np.integer):
+        return data.subset(chosen)
+    position = {str(c): i for i, c in enumerate(data.compound_id)}
+    missing = [str(c) for c in chosen if str(c) not in position]
+    if missing:
+        raise DELDataError(f"compound_id: {len(missing)} requested compounds are not in the screen: {missing[:5]}")
+    return data.subset([position[str(c)] for c in chosen])
+
+
+def _is_mcmc(result: FitResult) -> bool:
+    return isinstance(getattr(result, "samples", None), dict) and bool(result.samples)
+
+
+Draws = list[tuple[int, int, int, dict[str, torch.Tensor]]]
+
+
+def _global_draws(result: FitResult, num_samples: int, seed: int) -> Draws:
+    """``(chain, draw, sample, globals)`` for every draw: the chains of an MCMC result (thinned evenly to at
+    most ``num_samples`` per chain; ``sample`` is the kept sample's position), or ``num_samples`` draws of
+    the guide as one chain."""
+    if _is_mcmc(result):
+        first = next(iter(result.samples.values()))
+        n_chains, n_total = first.shape[:2]
+        keep = np.unique(np.linspace(0, n_total - 1, min(num_samples, n_total)).round().astype(int))
+        return [
+            (c, d, int(i), {name: v[c, i] for name, v in result.samples.items() if name != "compound_effect"})
+            for c in range(n_chains)
+            for d, i in enumerate(keep)
+        ]
+    if not result.model.latent_terms and not _has_latent_globals(result):
+        return [(0, 0, 0, {})]
+    sampled = result.sample_globals(num_samples, seed=seed)
+    return [(0, d, d, {name: torch.as_tensor(v[d]) for name, v in sampled.items()}) for d in range(num_samples)]
+
+
+def _has_latent_globals(result: FitResult) -> bool:
+    try:
+        return bool(result.global_sites())
+    except RuntimeError:
+        return False
+
+
+def _local_values(
+    result: FitResult, batch: dict[str, Any], values: dict[str, torch.Tensor], chain: int, sample: int
+) -> dict[str, torch.Tensor]:
+    """The per-compound effects of one draw for the batch's screened compounds (empty without them)."""
+    model = result.model
+    if "compound" not in model.term_names:
+        return {}
+    positions, screened = screened_positions(batch)
+    if not bool(screened.any()):
+        return {}
+    if _is_mcmc(result):
+        return {"compound_effect": result.samples["compound_effect"][chain, sample][positions]}
+    trace = poutine.trace(poutine.condition(result.guide, data=values)).get_trace(batch)
+    return {"compound_effect": trace.nodes["compound_effect"]["value"]}
+
+
+def _column(trace: Any, name: str) -> np.ndarray:
+    return trace.nodes[name]["value"].reshape(-1).numpy()
+
+
+def _compound_effects(model: Any, trace: Any, batch: dict[str, Any]) -> Any:
+    """The compound term's (target, matrix) effects in batch order, from a model trace."""
+    term = model.terms["compound"]
+    size = batch["index"].shape[0]
+    _, screened = screened_positions(batch)
+    z = torch.empty(size, len(term.arms) if "matrix" in term.arms else 1)
+    if bool(screened.any()):
+        z[screened] = term.in_batch_order(trace.nodes["compound_effect"]["value"], batch)
+    if "new_compound_effect" in trace.nodes:
+        z[~screened] = trace.nodes["new_compound_effect"]["value"].reshape(-1, z.shape[1])[: int((~screened).sum())]
+    context = {"compound_z": z}
+    if "compound_scale" in trace.nodes:
+        context["compound_scale"] = trace.nodes["compound_scale"]["value"]
+    return term(batch, context)
+
+
+def _posterior_globals(
+    result: FitResult, draws: Draws, n_chains: int, n_draws: int
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, list[str]]]:
+    """The latent globals as ``[chain, draw, ...]`` arrays, and the building-block effects derived from
+    them, with dims and coords (replicate names, building-block ids, disynthon ids)."""
+    model = result.model
+    posterior: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, list[str]] = {}
+    families = _family_coords(model.spec)
+    derived: dict[str, list[np.ndarray]] = {}
+    for chain, draw, _, values in draws:
+        for name, value in values.items():
+            array = posterior.setdefault(name, np.empty((n_chains, n_draws, *value.shape), np.float32))
+            array[chain, draw] = value.numpy()
+        if "building_blocks" in model.term_names:
+            context: dict[str, torch.Tensor] = {}
+            with poutine.condition(data=values), poutine.block():
+                model.terms["building_blocks"].sample_globals(context)
+            for key, effect in context.items():
+                derived.setdefault(f"{key}_effect", []).append(effect.numpy())
+    for name, stack in derived.items():
+        posterior[name] = np.stack(stack).reshape(n_chains, n_draws, -1).astype(np.float32)
+    for name in posterior:
+        base = name.removesuffix("_effect")
+        for arm in ("target", "matrix"):
+            prefix = f"bb_{arm}_"
+            if base.startswith(prefix) and not base.startswith(f"bb_{arm}_scale_"):
+                family = base[len(prefix) :]
+                if family in families:
+                    coords[f"{family}_id"] = families[family]
+                    dims[name] = [f"{family}_id"]
+        for arm in ("control", "target"):
+            if name == f"{arm}_depth_deviation":
+                dims[name] = [f"{arm}_replicate"]
+    return posterior, dims, coords
+
+
+def _family_coords(spec: Any) -> dict[str, list[str]]:
+    """Labels of every building-block family's slots: block ids per cycle, "a+b" per disynthon, and the
+    unseen slot last."""
+    vocabulary = spec.bb_vocabulary or {}
+    labels = {cycle: [*map(str, ids), UNSEEN] for cycle, ids in vocabulary.items()}
+    for name, keys in (spec.pair_keys or {}).items():
+        first, second = name.split("+")
+        width = len(vocabulary[second]) + 1
+        labels[name] = [f"{labels[first][k // width]}+{labels[second][k % width]}" for k in keys] + [UNSEEN]
+    return labels
+
+
+def compare(fits: dict[str, FitResult], data: DELData, num_samples: int = 200, **kwargs: Any) -> pd.DataFrame:
+    """PSIS-LOO comparison of fitted models on one screen: the ``arviz.compare`` table (rank, elpd_loo,
+    p_loo, elpd_diff, weight, se, dse, warning), best first. Each compound is one left-out unit (its
+    replicates' log-likelihoods are summed). ``kwargs`` go to :func:`to_inference_data`."""
+    import arviz as az
+
+    if len(fits) < 2:
+        raise ValueError("compare needs at least two fits")
+    idatas = {name: to_inference_data(fit, data, num_samples=num_samples, **kwargs) for name, fit in fits.items()}
+    return az.compare(idatas, ic="loo")
+
+
+def guide_diagnostic(
+    result: FitResult,
+    data: DELData,
+    num_particles: int = 200,
+    max_compounds: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How good the guide is as an importance sampler for the posterior: the Pareto k of the importance
+    weights ``log p(x, z) - log q(z)`` (Yao et al. 2018, "Yes, but did it work?").
+
+    ``num_particles`` draws of the guide over the screen's compounds; a screen larger than
+    ``max_compounds`` is judged on a random subset of that many compounds (with the likelihood scaled up
+    to the screen, as in training). Returns ``{"k": ..., "verdict": ..., "num_particles": ..., "n_compounds": ...}``:
+    k < 0.5, the guide is close to the posterior; 0.5 to 0.7, usable for means but its intervals may be
+    off; above 0.7, the guide is far from the posterior: check against :func:`delpyro.run_nuts` on a
+    subset, or use a richer guide.
+    """
+    import arviz as az
+
+    model = result.model
+    rng = np.random.default_rng(seed)
+    n = data.n_compounds
+    index = np.sort(rng.choice(n, max_compounds, replace=False)) if n > max_compounds else np.arange(n)
+    arrays = model.arrays(data)
+    batch = next(iter(Minibatches({k: v[index] for k, v in arrays.items()}, len(index), shuffle=False)))
+    batch["index"] = torch.as_tensor(index)
+    batch["size"] = n
+    guide = result.svi.guide if result.svi is not None else result.guide
+    log_weights = np.empty(num_particles)
+    was_training = model.training
+    model.eval()
+    try:
+        with result.averaged(), torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for k in range(num_particles):
+                guide_trace = poutine.trace(guide).get_trace(batch)
+                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
+                log_weights[k] = float(model_trace.log_prob_sum() - guide_trace.log_prob_sum())
+    finally:
+        model.train(was_training)
+    if not np.all(np.isfinite(log_weights)):
+        raise FloatingPointError("guide_diagnostic: non-finite importance weights")
+    _, k_hat = az.psislw(log_weights)
+    k_hat = float(k_hat)
+    if k_hat < 0.5:
+        verdict = f"k = {k_hat:.2f} < 0.5: the guide is a good approximation of the posterior"
+    elif k_hat < 0.7:
+        verdict = f"k = {k_hat:.2f} in [0.5, 0.7): usable for posterior means; intervals may be too narrow"
+    else:
+        verdict = (
+            f"k = {k_hat:.2f} >= 0.7: the guide is far from the posterior; trust rankings, not intervals, and "
+            "check against run_nuts on a subset or a richer guide"
+        )
+    return {"k": k_hat, "verdict": verdict, "num_particles": num_particles, "n_compounds": len(index)}
