@@ -20,6 +20,7 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from torch import nn
 
 from delpyro.features import unpack_bits
@@ -382,7 +383,9 @@ class CompoundTerm(nn.Module):
                 z = z_screened.new_zeros(size, len(self.arms))
                 z[screened] = z_screened
         if not bool(screened.all()):
-            with pyro.plate("new_compounds", int((~screened).sum()), dim=-1):
+            # drawn from the prior and integrated over: its density is not part of the joint, so a held-out
+            # loss is -E_prior[log p(reads | z)], not that plus a log density of z
+            with pyro.plate("new_compounds", int((~screened).sum()), dim=-1), poutine.mask(mask=False):
                 z_new = pyro.sample("new_compound_effect", self.prior(context))
             if z is None:
                 z = z_new
