@@ -1,11 +1,16 @@
-"""The command line: simulate, summary and the demo, and one-line errors."""
+"""The command line: simulate, summary, the demo, fit and report, and one-line errors."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import arviz as az
 import pandas as pd
+import pytest
 
 from delpyro import read_counts
 from delpyro.cli import main
@@ -55,3 +60,126 @@ def test_user_errors_are_one_line_without_traceback(tmp_path) -> None:
         check=False,
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# fit and report
+
+
+PREDICT_COLUMNS = [
+    "compound_id",
+    "log_enrichment_mean",
+    "log_enrichment_sd",
+    "log_enrichment_q05",
+    "log_enrichment_q25",
+    "log_enrichment_q50",
+    "log_enrichment_q75",
+    "log_enrichment_q95",
+    "log_matrix_mean",
+    "p_enriched",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny simulated screen (48 compounds) and a two-epoch run directory fitted on it."""
+    root = tmp_path_factory.mktemp("cli_fit")
+    screen = root / "x.csv"
+    assert main(["simulate", "--n-per-cycle", "4,4,3", "--out", str(screen)]) == 0
+    run = root / "run"
+    code = main(["fit", str(screen), "--out", str(run), "--epochs", "2", "--batch-size", "16", "--seed", "1"])
+    assert code == 0
+    return screen, run
+
+
+def test_simulate_writes_csv_and_parquet_with_poses(tmp_path) -> None:
+    for name in ("screen.csv", "screen.parquet"):
+        out = tmp_path / name
+        assert main(["simulate", "--out", str(out), "--n-per-cycle", "3,2,2", "--poses", "2", "--seed", "3"]) == 0
+        data = read_counts(out, preset="delpyro")
+        assert data.n_compounds == 12 and data.n_poses == 2 and data.truth is not None
+        assert (tmp_path / "screen.poses.npy").exists()
+
+
+def test_fit_writes_the_run_directory(fitted_run, capsys) -> None:
+    _, run = fitted_run
+    for name in ("predictions.csv", "history.csv", "checkpoint.pt", "idata.nc", "settings.json", "report.md"):
+        assert (run / name).is_file(), name
+    figures = sorted(p.name for p in (run / "figures").glob("*.png"))
+    expected = ["building_block_forest.png", "ppc_counts.png", "predicted_vs_true.png", "top_compounds.png"]
+    assert figures == sorted([*expected, "training_curves.png"])
+
+    prediction = pd.read_csv(run / "predictions.csv")
+    assert set(PREDICT_COLUMNS) <= set(prediction.columns)
+    assert len(prediction) == 48 and prediction["compound_id"].is_unique
+    assert prediction["split"].value_counts().to_dict() == {"train": 38, "validation": 5, "test": 5}
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
+
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["model"]["epochs"] == 2 and settings["model"]["batch_size"] == 16
+    assert settings["data"]["options"]["preset"] == "delpyro"
+    assert settings["split"]["seed"] == 1 and settings["split"]["n_test"] == 5
+
+    idata = az.from_netcdf(run / "idata.nc")
+    assert "log_likelihood" in idata.groups()
+    assert idata.log_likelihood["counts"].shape == (1, 100, 48)
+    assert idata.posterior_predictive["target_counts"].shape == (1, 100, 48, 3)
+
+    report = (run / "report.md").read_text()
+    assert "## Held-out metrics" in report and "On the 5 test compounds" in report
+    assert "loss (negative ELBO per compound)" in report
+    assert "Spearman with the true log target enrichment" in report
+    assert "Hit recovery at k" in report and "Calibration" in report
+    assert "## Guide diagnostic" in report and "k = " in report
+    links = re.findall(r"\]\((figures/[^)]+)\)", report)
+    assert sorted(Path(link).name for link in links) == figures
+    assert all((run / link).is_file() for link in links)
+
+
+def test_report_adds_an_affinity_section(fitted_run, tmp_path, capsys) -> None:
+    screen, run = fitted_run
+    data = read_counts(screen, preset="delpyro")
+    ki = pd.DataFrame({"smiles": data.smiles[:8], "Ki": [1.0, 5.0, 20.0, 80.0, 300.0, 900.0, 4000.0, 10000.0]})
+    table = tmp_path / "ki.csv"
+    ki.to_csv(table, index=False)
+    assert main(["report", str(run), "--affinity", str(table), "--affinity-col", "Ki", "--unit", "nM"]) == 0
+    assert "report.md" in capsys.readouterr().out
+    report = (run / "report.md").read_text()
+    assert "## Affinity" in report and "spearman" in report and "| all | 8 |" in report
+    assert "## Held-out metrics" in report
+    assert (run / "figures" / "predicted_vs_affinity.png").is_file()
+    assert "](figures/predicted_vs_affinity.png)" in report
+
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    return lines[0]
+
+
+def test_fit_and_report_user_errors(fitted_run, tmp_path, capsys) -> None:
+    screen, run = fitted_run
+    capsys.readouterr()
+    out = tmp_path / "bad"
+    assert main(["fit", str(screen), "--out", str(out), "--target", "no_such_column", "--epochs", "1"]) == 2
+    assert "no_such_column" in _one_line_error(capsys)
+    assert main(["fit", str(tmp_path / "none.csv"), "--out", str(out), "--epochs", "1"]) == 2
+    line = _one_line_error(capsys)
+    assert "none.csv" in line and "no such file" in line
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    line = _one_line_error(capsys)
+    assert "checkpoint.pt" in line and "empty_run" in line
+    assert main(["report", str(run), "--affinity", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in _one_line_error(capsys)
+
+
+def test_fit_help_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "delpyro", "fit", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    for option in ("--out", "--preset", "--target", "--config", "--likelihood", "--terms", "--val-fraction"):
+        assert option in result.stdout
