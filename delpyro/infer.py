@@ -411,27 +411,48 @@ class FitResult:
         if vocabulary is None:
             raise ValueError("this model has no 'building_blocks' term")
         draws = self.sample_globals(num_samples, seed)
-        rows = []
+        frames = []
         for cycle, ids in vocabulary.items():
-            key = f"bb_{arm}_{cycle}"
-            if key not in draws:
-                raise ValueError(f"no building-block effects on the {arm!r} arm")
-            scale = torch.as_tensor(draws[f"bb_{arm}_scale_{cycle}"].reshape(-1))
-            effects = family_effects(scale, torch.as_tensor(draws[key].reshape(num_samples, -1))).numpy()
-            q05, q50, q95 = np.quantile(effects[:, : len(ids)], [0.05, 0.5, 0.95], axis=0)
-            for j, block in enumerate(ids):
-                rows.append(
-                    {
-                        "cycle": cycle,
-                        "building_block": block,
-                        "mean": effects[:, j].mean(),
-                        "sd": effects[:, j].std(ddof=1),
-                        "q05": q05[j],
-                        "q50": q50[j],
-                        "q95": q95[j],
-                    }
-                )
-        return pd.DataFrame(rows)
+            effects = _family_draws(draws, arm, cycle, num_samples)
+            frames.append(_effect_summary(effects[:, : len(ids)], {"cycle": cycle, "building_block": ids}))
+        return pd.concat(frames, ignore_index=True)
+
+    def disynthon_effects(
+        self, cycles: tuple[str, str] | None = None, arm: str = "target", num_samples: int = 1000, seed: int = 0
+    ) -> pd.DataFrame:
+        """Posterior of the disynthon (pair) interaction effects (``ModelConfig(bb_pairs=True)``), in the layout
+        of :meth:`building_block_effects`: one row per pair of blocks seen in training, with ``cycle`` (the
+        family, "cycle1+cycle2"), ``building_block`` ("A001+B003"), ``block_a``, ``block_b``, ``mean``, ``sd``,
+        ``q05``, ``q50``, ``q95``. These are interactions only: a disynthon's effect on a compound is its two
+        blocks' effects plus this. ``cycles`` picks one family (either order); default every family."""
+        spec = self.model.spec
+        if spec.bb_vocabulary is None:
+            raise ValueError("this model has no 'building_blocks' term")
+        families = list(spec.pair_keys or {})
+        if not families:
+            raise ValueError("this model has no disynthon families (ModelConfig(bb_pairs=True) adds them)")
+        if cycles is not None:
+            a, b = cycles
+            families = [f for f in (f"{a}+{b}", f"{b}+{a}") if f in families][:1]
+            if not families:
+                raise ValueError(f"no disynthon family for cycles {cycles}; the families are {list(spec.pair_keys)}")
+        draws = self.sample_globals(num_samples, seed)
+        frames = []
+        for family in families:
+            first, second = family.split("+")
+            width = len(spec.bb_vocabulary[second]) + 1
+            keys = np.asarray(spec.pair_keys[family], dtype=np.int64)
+            block_a = [spec.bb_vocabulary[first][k] for k in keys // width]
+            block_b = [spec.bb_vocabulary[second][k] for k in keys % width]
+            effects = _family_draws(draws, arm, family, num_samples, keys // width, keys % width)
+            labels = {
+                "cycle": family,
+                "building_block": [f"{x}+{y}" for x, y in zip(block_a, block_b, strict=True)],
+                "block_a": block_a,
+                "block_b": block_b,
+            }
+            frames.append(_effect_summary(effects[:, : len(keys)], labels))
+        return pd.concat(frames, ignore_index=True)
 
     def predict(self, data: DELData, num_samples: int = 200, batch_size: int = 4096, **kwargs: Any) -> pd.DataFrame:
         """Posterior summaries per compound: see :func:`delpyro.posterior.predict`."""
@@ -497,6 +518,35 @@ class FitResult:
             if os.path.exists(temporary):
                 os.unlink(temporary)
         return path
+
+
+def _family_draws(
+    draws: dict[str, np.ndarray],
+    arm: str,
+    family: str,
+    num_samples: int,
+    rows: np.ndarray | None = None,
+    columns: np.ndarray | None = None,
+) -> np.ndarray:
+    """``[num_samples, n_slots]`` effects of one building-block family from draws of the globals (centred as
+    the model centres them; ``rows``/``columns``: a pair family's blocks)."""
+    key = f"bb_{arm}_{family}"
+    if key not in draws:
+        raise ValueError(f"no building-block effects on the {arm!r} arm")
+    scale = torch.as_tensor(draws[f"bb_{arm}_scale_{family}"].reshape(-1))
+    z = torch.as_tensor(draws[key].reshape(num_samples, -1))
+    if rows is None:
+        return family_effects(scale, z).numpy()
+    return family_effects(scale, z, torch.as_tensor(rows), torch.as_tensor(columns)).numpy()
+
+
+def _effect_summary(effects: np.ndarray, labels: dict[str, Any]) -> pd.DataFrame:
+    """One row per column of ``effects`` ``[draws, n]``: the labels, then mean, sd, q05, q50, q95."""
+    q05, q50, q95 = np.quantile(effects, [0.05, 0.5, 0.95], axis=0)
+    frame = pd.DataFrame(labels, index=range(effects.shape[1]))
+    frame["mean"], frame["sd"] = effects.mean(0), effects.std(0, ddof=1)
+    frame["q05"], frame["q50"], frame["q95"] = q05, q50, q95
+    return frame
 
 
 def _build(config: ModelConfig, model: DELModel) -> tuple[Any, SVI, EMA]:

@@ -12,7 +12,7 @@ globally for one's own figures.
 :func:`ppc_counts`             posterior predictive checks: count histograms and zero fractions
 :func:`top_compounds`          posterior intervals of the compounds with the highest posterior mean
 :func:`building_block_forest`  building-block effects, one panel per cycle
-:func:`disynthon_heatmap`      disynthon effects of two cycles (with :func:`disynthon_effects`)
+:func:`disynthon_heatmap`      disynthon effects of two cycles (with ``FitResult.disynthon_effects``)
 :func:`pose_attention`         pose attention weights, compound by pose
 :func:`loo_comparison`         an ``arviz.compare`` table
 =============================  ==========================================================================
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from cycler import cycler
 from matplotlib import rc_context
 from matplotlib.figure import Figure
@@ -37,15 +36,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from scipy import stats
 
 from delpyro import metrics
-from delpyro.terms import family_effects
 
 if TYPE_CHECKING:
-    from delpyro.infer import FitResult
+    pass
 
 __all__ = [
     "PALETTE",
     "building_block_forest",
-    "disynthon_effects",
     "disynthon_heatmap",
     "loo_comparison",
     "pose_attention",
@@ -419,7 +416,7 @@ def _check_effects(effects: pd.DataFrame) -> None:
 
 def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path: str | Path | None = None) -> Figure:
     """Forest plot of building-block effects (``FitResult.building_block_effects(arm)``): one panel per
-    cycle (and per disynthon family, for rows from :func:`disynthon_effects`), blocks ordered by posterior
+    cycle (and per disynthon family, for rows from ``FitResult.disynthon_effects``), blocks ordered by posterior
     mean, largest at the top, with their 90% intervals (q05..q95). ``top`` keeps each panel's ``top``
     blocks of largest absolute mean."""
     _check_effects(effects)
@@ -451,67 +448,6 @@ def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path
         return _finish(fig, path)
 
 
-def disynthon_effects(
-    result: FitResult,
-    cycles: tuple[str, str] | None = None,
-    arm: str = "target",
-    num_samples: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Posterior of the disynthon (pair) interaction effects of a fit whose "building_blocks" term has
-    disynthon families (``ModelConfig(bb_pairs=True)``), in the layout of ``building_block_effects``: one row
-    per pair of blocks seen in training, with ``cycle`` (the family, "cycle1+cycle2"), ``building_block``
-    ("A001+B003"), ``block_a``, ``block_b``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95`` (natural log).
-
-    These are interactions only: a disynthon's effect on a compound is its two blocks' effects plus this.
-    ``cycles`` picks one family (either order); default every family.
-    """
-    spec = result.model.spec
-    if spec.bb_vocabulary is None:
-        raise ValueError("this model has no 'building_blocks' term")
-    families = list(spec.pair_keys or {})
-    if not families:
-        raise ValueError("this model has no disynthon families (ModelConfig(bb_pairs=True) adds them)")
-    if cycles is not None:
-        a, b = cycles
-        wanted = [f for f in (f"{a}+{b}", f"{b}+{a}") if f in families]
-        if not wanted:
-            raise ValueError(f"no disynthon family for cycles {cycles}; the families are {families}")
-        families = wanted[:1]
-    draws = result.sample_globals(num_samples, seed)
-    rows = []
-    for family in families:
-        key = f"bb_{arm}_{family}"
-        if key not in draws:
-            raise ValueError(f"no disynthon effects on the {arm!r} arm")
-        first, second = family.split("+")
-        width = len(spec.bb_vocabulary[second]) + 1
-        keys = np.asarray(spec.pair_keys[family], dtype=np.int64)
-        block_rows, block_columns = keys // width, keys % width
-        scale = torch.as_tensor(draws[f"bb_{arm}_scale_{family}"].reshape(-1))
-        z = torch.as_tensor(draws[key].reshape(num_samples, -1))
-        effects = family_effects(scale, z, torch.as_tensor(block_rows), torch.as_tensor(block_columns)).numpy()
-        effects = effects[:, : len(keys)]
-        q05, q50, q95 = np.quantile(effects, [0.05, 0.5, 0.95], axis=0)
-        for j in range(len(keys)):
-            block_a = spec.bb_vocabulary[first][block_rows[j]]
-            block_b = spec.bb_vocabulary[second][block_columns[j]]
-            rows.append(
-                {
-                    "cycle": family,
-                    "building_block": f"{block_a}+{block_b}",
-                    "block_a": block_a,
-                    "block_b": block_b,
-                    "mean": effects[:, j].mean(),
-                    "sd": effects[:, j].std(ddof=1),
-                    "q05": q05[j],
-                    "q50": q50[j],
-                    "q95": q95[j],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def disynthon_heatmap(
     effects: pd.DataFrame,
     cycles: tuple[str, str] | None = None,
@@ -523,7 +459,7 @@ def disynthon_heatmap(
     """Heatmap of the posterior mean effect of every disynthon (pair of blocks) of two cycles.
 
     ``effects``: ``FitResult.building_block_effects(arm)``; a cell is the sum of its two blocks' means.
-    With disynthon interactions (``pairs``, from :func:`disynthon_effects`, or rows of ``effects`` whose
+    With disynthon interactions (``pairs``, from ``FitResult.disynthon_effects``, or rows of ``effects`` whose
     ``cycle`` is the family "a+b"), their means are added and pairs never seen in training are left blank.
     ``cycles``: two cycles of the table (default its first two). Blocks of ``cycles[0]`` are rows.
     ``annotate`` writes the values in the cells (default: up to 144 cells).
@@ -549,7 +485,7 @@ def disynthon_heatmap(
     if with_pairs:
         missing = [c for c in ("cycle", "block_a", "block_b", "mean") if c not in pairs.columns]
         if missing:
-            raise ValueError(f"pairs: no columns {missing}; pass disynthon_effects(result)")
+            raise ValueError(f"pairs: no columns {missing}; pass result.disynthon_effects()")
         interaction = pd.DataFrame(np.nan, index=grid.index, columns=grid.columns)
         forward = pairs[pairs["cycle"] == f"{a}+{b}"]
         backward = pairs[pairs["cycle"] == f"{b}+{a}"]

@@ -195,7 +195,7 @@ def test_building_block_forest(fitted, tmp_path):
 
 def test_disynthon_effects_are_interactions(fitted):
     _, result, _, _ = fitted
-    pairs = plots.disynthon_effects(result, num_samples=50)
+    pairs = result.disynthon_effects(num_samples=50)
     assert sorted(pairs["cycle"].unique()) == ["cycle1+cycle2", "cycle1+cycle3", "cycle2+cycle3"]
     assert len(pairs) == 3 * 16
     family = pairs[pairs["cycle"] == "cycle1+cycle2"]
@@ -203,7 +203,7 @@ def test_disynthon_effects_are_interactions(fitted):
     # double centring: interactions sum to zero over either block's pairs, draw by draw, so in the mean
     np.testing.assert_allclose(family.groupby("block_a")["mean"].sum(), 0.0, atol=1e-6)
     np.testing.assert_allclose(family.groupby("block_b")["mean"].sum(), 0.0, atol=1e-6)
-    one = plots.disynthon_effects(result, ("cycle3", "cycle2"), num_samples=50)
+    one = result.disynthon_effects(("cycle3", "cycle2"), num_samples=50)
     assert set(one["cycle"]) == {"cycle2+cycle3"}
 
 
@@ -224,7 +224,7 @@ def test_disynthon_heatmap(fitted, tmp_path):
     assert ax.get_title() == "Disynthon effects cycle1 × cycle2\n(sum of block effects)"
     assert fig.axes[1].get_ylabel() == "effect (natural log)"
 
-    pairs = plots.disynthon_effects(result, ("cycle1", "cycle2"), num_samples=50)
+    pairs = result.disynthon_effects(("cycle1", "cycle2"), num_samples=50)
     # the table with its pair rows appended, and with the cycles swapped (the family read backwards)
     fig = plots.disynthon_heatmap(pd.concat([effects, pairs], ignore_index=True), ("cycle2", "cycle1"))
     ax = fig.axes[0]
