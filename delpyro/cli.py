@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from delpyro import plots
 from delpyro.data import PRESETS, DELData, DELDataError, read_counts, split
 from delpyro.infer import FitResult, fit, load
 from delpyro.model import PRESETS as MODEL_PRESETS
 from delpyro.model import TERMS, ModelConfig
-from delpyro.posterior import naive_enrichment
+from delpyro.posterior import naive_enrichment, truth_on_model_scale
 from delpyro.simulate import simulate_del
 
 LIKELIHOODS = ("poisson", "zip", "nb", "zinb")
@@ -125,7 +126,17 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  loss (negative ELBO per compound): {result.evaluate(test, cache_dir=str(out / 'cache')):.4f}")
     print(f"  Spearman with the true log target enrichment: model {model_rho:.3f}, naive {naive_rho:.3f}")
     print(f"wrote {out / 'history.csv'} and {out / 'predictions_test.csv'}")
+    figures = Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    plots.training_curves(result.history, path=figures / "demo_training_curves.png")
+    on_model_scale = truth_on_model_scale(result, test)
+    plots.predicted_vs_true(prediction, on_model_scale, path=figures / "demo_predicted_vs_true.png")
+    plots.top_compounds(prediction, n=30, path=figures / "demo_top_compounds.png")
+    print(f"figures: {', '.join(f'{figures}/demo_{name}.png' for name in _DEMO_FIGURES)}")
     return 0
+
+
+_DEMO_FIGURES = ("training_curves", "predicted_vs_true", "top_compounds")
 
 
 _SHOWN = ("likelihood", "combine", "gates", "hidden_size", "epochs", "batch_size", "lr")
@@ -481,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--n-per-cycle", type=_parse_cycles, default=(30, 30, 30), help="e.g. 30,30,30")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs of the default model")
+    demo.add_argument("--figures", default="figures", help="where the demo's figures are written")
     demo.set_defaults(run=_demo)
 
     fit_command = commands.add_parser(

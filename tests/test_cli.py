@@ -29,7 +29,9 @@ def test_simulate_then_summary(tmp_path, capsys) -> None:
 
 def test_demo_round_trip(tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["demo", "--out", str(run), "--n-per-cycle", "6,5,4", "--epochs", "2"]) == 0
+    figures = tmp_path / "figures"
+    arguments = ["demo", "--out", str(run), "--n-per-cycle", "6,5,4", "--epochs", "2", "--figures", str(figures)]
+    assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "read it back: identical" in printed
     assert "120 compounds" in printed
@@ -38,6 +40,8 @@ def test_demo_round_trip(tmp_path, capsys) -> None:
         assert (run / name).exists(), name
     assert len(pd.read_csv(run / "history.csv")) == 2
     assert len(pd.read_csv(run / "predictions_test.csv")) == 12  # 10% of 120 held out
+    for name in ("training_curves", "predicted_vs_true", "top_compounds"):
+        assert (figures / f"demo_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path) -> None:
