@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 
 BROWSER_STAMP := $(VENV)/.delpyro-browser-installed
 
-.PHONY: setup demo test test-browser lab lint clean
+.PHONY: setup demo test test-browser lab notebooks lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test-browser: setup $(BROWSER_STAMP)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+# full runs of the walkthroughs, saved with their outputs (cell execution metadata stripped)
+notebooks: setup
+	$(PY) notebooks/execute.py notebooks/*.ipynb
 
 lint: setup
 	$(VENV)/bin/ruff check delpyro tests bench

@@ -61,7 +61,33 @@ def test_makefile_pins_a_cpu_torch_and_has_the_user_targets() -> None:
     assert "torch==2.13.0" in makefile
     for target in ["demo:", "test:", "lab:", "lint:"]:
         assert re.search(rf"^{target}", makefile, re.MULTILINE), target
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in ci
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def _shell_commands(text: str) -> list[str]:
+    """The commands of a shell script or block: comments, blank lines and shell set-up left out."""
+    commands = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith(("set ", "cd ")) or line.startswith("#!"):
+            continue
+        commands.append(line)
+    return commands
+
+
+def test_ci_runs_exactly_the_readme_test_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Tests\n(.*?)(?=^## |\Z)", readme, re.MULTILINE | re.DOTALL)
+    assert section, "README.md has no '## Tests' section"
+    blocks = re.findall(r"```bash\n(.*?)```", section.group(1), re.DOTALL)
+    assert len(blocks) == 1, "the README's Tests section should hold one bash block: the commands CI runs"
+    readme_commands = _shell_commands(blocks[0])
+    ci_commands = _shell_commands((ROOT / ".ci" / "run").read_text())
+    assert readme_commands == ["make test", "make test-browser"]
+    assert ci_commands == readme_commands
+
+
+def test_shell_commands_skip_comments_and_setup() -> None:
+    script = "#!/usr/bin/env bash\n# CI\nset -euo pipefail\ncd x\nmake test  # suite\n\nmake test-browser\n"
+    assert _shell_commands(script) == ["make test", "make test-browser"]
