@@ -434,7 +434,10 @@ def _as_strings(values: Any, column: str, n: int) -> np.ndarray:
     )
     bad = np.flatnonzero(missing)
     if bad.size:
-        raise DELDataError(f"column {column!r}: expected a non-empty string in every row; {_rows_text(bad)} are empty")
+        verb = "is" if bad.size == 1 else "are"
+        raise DELDataError(
+            f"column {column!r}: expected a non-empty string in every row; {_rows_text(bad)} {verb} empty"
+        )
     if not all(isinstance(v, str) for v in array):
         array = np.array([str(v) for v in array], dtype=object)
     return array
@@ -731,6 +734,9 @@ def read_counts(
         keep = np.setdiff1d(keep, bad_smiles)
         if keep.size == 0:
             raise DELDataError(f"column {smiles_column!r}: no row has a SMILES that RDKit can parse")
+        # the rows are dropped after the screen is assembled (so that any other error names the table's
+        # own row numbers); until then an empty or missing SMILES must not fail the string check
+        smiles_values[bad_smiles] = "*"
 
     if id_column:
         ids = _as_strings(table[id_column].to_numpy(dtype=object), id_column, n_rows)
@@ -886,6 +892,10 @@ class Minibatches:
         drop_last: drop the final short batch (fixed shapes, as traced models want).
         device: where batches live.
 
+    A memory-mapped array (``np.load(path, mmap_mode="r")``, as ``read_counts`` opens a ``.npy`` of pose
+    features) is not loaded: each batch reads its rows from the file, so a screen's poses need not fit
+    in memory. Every other array is turned into one tensor up front.
+
     Each batch is a dict of tensors with the same keys plus ``"index"`` (int64 row positions) and
     ``"size"`` (the number of rows in all, a Python int: what a subsampled plate scales to).
 
@@ -910,13 +920,18 @@ class Minibatches:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.tensors: dict[str, torch.Tensor] = {}
+        self.mapped: dict[str, np.ndarray] = {}  # memory-mapped arrays stay on disk; batches are read from them
         lengths = set()
         for name, array in arrays.items():
             if array is None:
                 continue
+            if isinstance(array, np.memmap) or (isinstance(array, np.ndarray) and isinstance(array.base, np.memmap)):
+                self.mapped[name] = array
+                lengths.add(int(array.shape[0]))
+                continue
             if not isinstance(array, torch.Tensor):
                 array = np.asarray(array)
-                if not array.flags.writeable:  # memory maps: torch needs writable memory
+                if not array.flags.writeable:  # torch needs writable memory
                     array = np.array(array)
                 array = np.ascontiguousarray(array)
                 array = torch.from_numpy(array)
@@ -952,9 +967,18 @@ class Minibatches:
             if order is None:
                 batch = {name: t[start:end] for name, t in self.tensors.items()}
                 batch["index"] = torch.arange(start, end, device=self.device)
+                for name, array in self.mapped.items():
+                    batch[name] = torch.from_numpy(np.array(array[start:end])).to(self.device)
             else:
                 index = order[start:end]
                 batch = {name: t.index_select(0, index) for name, t in self.tensors.items()}
                 batch["index"] = index
+                if self.mapped:  # rows in file order read faster; put them back in batch order after
+                    rows = index.cpu().numpy()
+                    ascending = np.argsort(rows, kind="stable")
+                    for name, array in self.mapped.items():
+                        block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+                        block[ascending] = array[rows[ascending]]
+                        batch[name] = torch.from_numpy(block).to(self.device)
             batch["size"] = self.n
             yield batch

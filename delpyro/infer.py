@@ -482,7 +482,9 @@ class FitResult:
 
     def evaluate(self, data: DELData, batch_size: int = 4096, *, cache_dir: str | None = None) -> float:
         """Loss (negative ELBO) per compound on ``data``, with the averaged parameters."""
-        batches = Minibatches(self.model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False)
+        batches = Minibatches(
+            self.model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False, device=self.model.device
+        )
         return _evaluate(self, batches)
 
     def global_sites(self) -> list[str]:
@@ -803,6 +805,7 @@ def fit(
     early_stopping_patience: int | None = None,
     resume: FitResult | str | Path | None = None,
     cache_dir: str | None = None,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Fit a model to a screen by SVI and return a :class:`FitResult`.
 
@@ -824,6 +827,9 @@ def fit(
             keep the best epoch's parameters.
         resume: a FitResult or a checkpoint path; training goes on from its epoch up to ``epochs``.
         cache_dir: where fingerprints are cached.
+        device: where to train ("cpu", "cuda", a torch.device; default the CPU). The screen's arrays are
+            moved there once, and batches are sliced there; the result stays on that device, and
+            ``predict`` runs there too. A checkpoint loads on the CPU.
 
     The training loss is the negative ELBO per compound over each epoch's steps (as they happened); the
     validation loss is computed with the moving-average parameters. A NaN or infinite loss stops training
@@ -837,15 +843,21 @@ def fit(
         config = config or ModelConfig()
         pyro.set_rng_seed(seed)
         model = DELModel(config, train)
+        if device is not None:
+            model.to(device)
         guide, svi, ema = _build(config, model)
         result = FitResult(config=config, model=model, guide=guide, svi=svi, ema=ema, seed=seed)
     epochs = config.epochs if epochs is None else epochs
     batch_size = config.batch_size if batch_size is None else batch_size
     model = result.model
-    batches = Minibatches(model.arrays(train, cache_dir=cache_dir), batch_size, shuffle=True, seed=seed)
+    if resume is not None and device is not None and torch.device(device) != model.device:
+        raise ValueError(f"device: the run to resume lives on {model.device}; resume it there")
+    batches = Minibatches(
+        model.arrays(train, cache_dir=cache_dir), batch_size, shuffle=True, seed=seed, device=model.device
+    )
     batches.epoch = result.epoch
     val_batches = (
-        Minibatches(model.arrays(val, cache_dir=cache_dir), max(batch_size, 1024), shuffle=False)
+        Minibatches(model.arrays(val, cache_dir=cache_dir), max(batch_size, 1024), shuffle=False, device=model.device)
         if val is not None
         else None
     )

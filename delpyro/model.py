@@ -464,8 +464,17 @@ class DELModel(nn.Module):
             arrays["log_load"] = self.spec.log_load_offset(data.load).astype(np.float32)
         return arrays
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live (move it with ``.to(device)`` before building a guide)."""
+        return self.observation.log_depth_target.device
+
     def example_batch(self, size: int = 1) -> dict[str, Any]:
         """A batch of ``size`` all-zero compounds of the right shapes (to build a guide without data)."""
+        with torch.device(self.device):
+            return self._example_batch(size)
+
+    def _example_batch(self, size: int) -> dict[str, Any]:
         batch: dict[str, Any] = {"index": torch.arange(size), "size": size}
         if "fingerprint" in self.term_names:
             batch["fingerprints"] = torch.zeros(size, self.config.fingerprint_bits // 8, dtype=torch.uint8)

@@ -98,8 +98,30 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _show_in_notebooks() -> None:
+    """Let IPython draw a returned Figure as an image. These figures are made without pyplot (no global
+    state), and IPython registers its image formatter only when a pyplot backend starts: in a notebook
+    that never touched pyplot a figure would print as ``<Figure size ...>``."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    png = shell.display_formatter.formatters.get("image/png")
+    if png is None:
+        return
+    try:
+        png.lookup_by_type(Figure)  # registered already (a pyplot backend, or an earlier figure)
+    except KeyError:
+        select_figure_formats(shell, {"png"})
+
+
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
     """Write the figure when a path is given (inside the theme, whose rc sets the resolution)."""
+    _show_in_notebooks()
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +436,11 @@ def _check_effects(effects: pd.DataFrame) -> None:
         )
 
 
+def _short(label: str, width: int = 24) -> str:
+    """A tick label cut to ``width`` characters (block ids can be whole SMILES), the cut marked by '…'."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path: str | Path | None = None) -> Figure:
     """Forest plot of building-block effects (``FitResult.building_block_effects(arm)``): one panel per
     cycle (and per disynthon family, for rows from ``FitResult.disynthon_effects``), blocks ordered by posterior
@@ -430,16 +457,17 @@ def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path
             rows = rows.loc[rows["mean"].abs().nlargest(top).index]
         panels.append(rows.sort_values("mean", kind="mergesort"))
     tallest = max(len(p) for p in panels)
+    longest = max(len(_short(str(b))) for p in panels for b in p["building_block"])
     colors = _colors(1)
     with theme():
-        fig = _figure(3.4 * len(panels), 1.6 + 0.22 * tallest)
+        fig = _figure((2.6 + 0.075 * longest) * len(panels), 1.6 + 0.22 * tallest)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, family, rows in zip(axes, families, panels, strict=True):
             y = np.arange(len(rows))
             ax.axvline(0.0, color="0.5", ls="--", lw=1)
             ax.hlines(y, rows["q05"], rows["q95"], color=colors[0], lw=1.6)
             ax.scatter(rows["mean"], y, color="black", s=14, zorder=3)
-            ax.set_yticks(y, rows["building_block"].astype(str))
+            ax.set_yticks(y, [_short(label) for label in rows["building_block"].astype(str)])
             ax.set_ylim(-0.7, len(rows) - 0.3)
             ax.set_xlabel("effect (natural log)")
             ax.set_ylabel("building block" if ax is axes[0] else "")

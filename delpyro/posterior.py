@@ -66,7 +66,7 @@ def predict(
     model = result.model
     arrays = model.arrays(data, cache_dir=cache_dir)
     arrays = {k: v for k, v in arrays.items() if k not in ("target_counts", "control_counts")}
-    batches = Minibatches(arrays, batch_size, shuffle=False)
+    batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
     n = data.n_compounds
     samples = num_samples if model.latent_terms else 1
     quantiles = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
@@ -80,7 +80,7 @@ def predict(
     try:
         with result.averaged(), torch.no_grad():
             for number, batch in enumerate(batches):
-                index = batch["index"].numpy()
+                index = batch["index"].cpu().numpy()
                 target, matrix, extras = _draws(result, batch, samples, seed * 7919 + number)
                 if threshold_known:
                     p_enriched[index] = (target > threshold).mean(0)
@@ -96,12 +96,12 @@ def predict(
                 if matrix is not None:
                     log_matrix[index] = matrix.mean(0)
                 if attention is not None:
-                    attention[index] = extras["attention"].numpy()
+                    attention[index] = extras["attention"].cpu().numpy()
             if not threshold_known:  # a second pass over the same (seeded) draws, now that it is known
                 threshold = float(np.median(summaries["mean"]) + math.log(2.0))
                 for number, batch in enumerate(batches):
                     target = _draws(result, batch, samples, seed * 7919 + number)[0]
-                    p_enriched[batch["index"].numpy()] = (target > threshold).mean(0)
+                    p_enriched[batch["index"].cpu().numpy()] = (target > threshold).mean(0)
     finally:
         model.train(was_training)
     columns: dict[str, Any] = {"compound_id": data.compound_id}
@@ -125,16 +125,20 @@ def _draws(
     model = result.model
     size = batch["index"].shape[0]
     target, matrix, extras = model.enrichments(batch, latent=False) if _has_networks(model) else (None, None, {})
-    base_target = torch.zeros(size) if target is None else target
+    base_target = torch.zeros(size, device=model.device) if target is None else target
     base_matrix = matrix
     if not model.latent_terms:
-        return base_target.double().numpy()[None], None if matrix is None else matrix.double().numpy()[None], extras
+        return (
+            base_target.double().cpu().numpy()[None],
+            None if matrix is None else matrix.double().cpu().numpy()[None],
+            extras,
+        )
     has_compound = "compound" in model.term_names
     if has_compound:
         screened = batch["training_position"] >= 0
         guide_batch = batch  # the guide's plate reads the batch's training positions
     else:
-        guide_batch = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
+        guide_batch = {"index": torch.zeros(1, dtype=torch.long, device=model.device), "size": 1}
     targets = np.empty((samples, size))
     matrices = None if not model.observation.has_control else np.empty((samples, size))
     with torch.random.fork_rng():
@@ -158,14 +162,14 @@ def _draws(
                     context["compound_z"] = z
                 with pyro.plate("compounds", size, dim=-2):
                     latent_target, latent_matrix, _ = model.enrichments(batch, context, networks=False)
-            targets[s] = (base_target + (0.0 if latent_target is None else latent_target)).double().numpy()
+            targets[s] = (base_target + (0.0 if latent_target is None else latent_target)).double().cpu().numpy()
             if matrices is not None:
                 total = (
                     latent_matrix
                     if base_matrix is None
                     else (base_matrix if latent_matrix is None else base_matrix + latent_matrix)
                 )
-                matrices[s] = total.double().numpy()
+                matrices[s] = total.double().cpu().numpy()
     return targets, matrices, extras
 
 
@@ -297,21 +301,21 @@ def to_inference_data(
             per_compound["compound_matrix_effect"] = np.empty((n_chains, n_draws, n), np.float32)
     predictive = {f"{arm}_counts": np.empty((n_chains, n_draws, n, len(replicates[arm])), np.float32) for arm in arms}
     log_lik = np.zeros((n_chains, n_draws, n))
-    batches = Minibatches(model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False)
+    batches = Minibatches(model.arrays(data, cache_dir=cache_dir), batch_size, shuffle=False, device=model.device)
     was_training = model.training
     model.eval()
     try:
         with result.averaged(), torch.no_grad(), torch.random.fork_rng():
             for number, batch in enumerate(batches):
-                index = batch["index"].numpy()
+                index = batch["index"].cpu().numpy()
                 for k, (chain, draw, sample, values) in enumerate(draws):
                     torch.manual_seed(seed * 104729 + number * 7919 + k)
                     latent = {**values, **_local_values(result, batch, values, chain, sample)}
                     trace = poutine.trace(poutine.condition(model, data=latent)).get_trace(batch)
                     for arm in arms:
                         site = trace.nodes[f"{arm}_counts"]
-                        log_lik[chain, draw, index] += site["fn"].log_prob(site["value"]).sum(-1).double().numpy()
-                        predictive[f"{arm}_counts"][chain, draw, index] = site["fn"].sample().numpy()
+                        log_lik[chain, draw, index] += site["fn"].log_prob(site["value"]).sum(-1).double().cpu().numpy()
+                        predictive[f"{arm}_counts"][chain, draw, index] = site["fn"].sample().cpu().numpy()
                     per_compound["log_target_enrichment"][chain, draw, index] = _column(trace, "log_target_enrichment")
                     if "log_matrix_enrichment" in per_compound:
                         per_compound["log_matrix_enrichment"][chain, draw, index] = _column(
@@ -319,9 +323,9 @@ def to_inference_data(
                         )
                     if compound_term is not None:
                         effects = _compound_effects(model, trace, batch)
-                        per_compound["compound_target_effect"][chain, draw, index] = effects.target.numpy()
+                        per_compound["compound_target_effect"][chain, draw, index] = effects.target.cpu().numpy()
                         if effects.matrix is not None:
-                            per_compound["compound_matrix_effect"][chain, draw, index] = effects.matrix.numpy()
+                            per_compound["compound_matrix_effect"][chain, draw, index] = effects.matrix.cpu().numpy()
     finally:
         model.train(was_training)
     posterior, dims, coords = _posterior_globals(result, draws, n_chains, n_draws)
@@ -422,7 +426,7 @@ def _local_values(
 
 
 def _column(trace: Any, name: str) -> np.ndarray:
-    return trace.nodes[name]["value"].reshape(-1).numpy()
+    return trace.nodes[name]["value"].reshape(-1).cpu().numpy()
 
 
 def _compound_effects(model: Any, trace: Any, batch: dict[str, Any]) -> Any:
@@ -455,13 +459,13 @@ def _posterior_globals(
     for chain, draw, _, values in draws:
         for name, value in values.items():
             array = posterior.setdefault(name, np.empty((n_chains, n_draws, *value.shape), np.float32))
-            array[chain, draw] = value.numpy()
+            array[chain, draw] = value.cpu().numpy()
         if "building_blocks" in model.term_names:
             context: dict[str, torch.Tensor] = {}
             with poutine.condition(data=values), poutine.block():
                 model.terms["building_blocks"].sample_globals(context)
             for key, effect in context.items():
-                derived.setdefault(f"{key}_effect", []).append(effect.numpy())
+                derived.setdefault(f"{key}_effect", []).append(effect.cpu().numpy())
     for name, stack in derived.items():
         posterior[name] = np.stack(stack).reshape(n_chains, n_draws, -1).astype(np.float32)
     for name in posterior:
@@ -527,8 +531,10 @@ def guide_diagnostic(
     n = data.n_compounds
     index = np.sort(rng.choice(n, max_compounds, replace=False)) if n > max_compounds else np.arange(n)
     arrays = model.arrays(data)
-    batch = next(iter(Minibatches({k: v[index] for k, v in arrays.items()}, len(index), shuffle=False)))
-    batch["index"] = torch.as_tensor(index)
+    batch = next(
+        iter(Minibatches({k: v[index] for k, v in arrays.items()}, len(index), shuffle=False, device=model.device))
+    )
+    batch["index"] = torch.as_tensor(index, device=model.device)
     batch["size"] = n
     guide = result.svi.guide if result.svi is not None else result.guide
     log_weights = np.empty(num_particles)

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -354,3 +355,33 @@ def test_minibatches_cover_every_row_once_and_are_seeded(screen: DELData) -> Non
     fixed = Minibatches({"target": screen.target_counts}, batch_size=32, drop_last=True, shuffle=False)
     assert all(b["target"].shape[0] == 32 for b in fixed)
     assert len(fixed) == screen.n_compounds // 32
+
+
+def test_drop_invalid_smiles_also_drops_empty_and_missing_ones() -> None:
+    table = pd.DataFrame({"smiles": ["CCO", "", "c1ccccc1", None, "C1CC"], "t1": [0, 1, 2, 3, 4]})
+    report: list[str] = []
+    with pytest.warns(UserWarning, match="dropped 3 of 5 rows"):
+        data = read_counts(table, target="t1", on_invalid_smiles="drop", report=report)
+    assert data.smiles.tolist() == ["CCO", "c1ccccc1"]
+    assert data.target_counts[:, 0].tolist() == [0, 2]
+    assert data.compound_id.tolist() == ["row0", "row2"]
+    assert "rows 1, 3, 4" in report[0]
+    with pytest.raises(DELDataError, match=r"column 'id': expected a non-empty string in every row; row 1 is empty"):
+        read_counts(table.assign(id=["a", "", "c", "d", "e"]), target="t1", compound_id="id", on_invalid_smiles="drop")
+
+
+def test_minibatches_read_memory_mapped_poses_from_the_file(tmp_path) -> None:
+    poses = np.random.default_rng(0).standard_normal((50, 3, 4)).astype(np.float16)
+    np.save(tmp_path / "poses.npy", poses)
+    mapped = np.load(tmp_path / "poses.npy", mmap_mode="r")
+    for shuffle in (True, False):
+        batches = Minibatches({"poses": mapped, "row": np.arange(50)}, batch_size=16, shuffle=shuffle, seed=3)
+        assert "poses" in batches.mapped and "poses" not in batches.tensors  # not loaded into memory
+        seen = []
+        for batch in batches:
+            index = batch["index"].numpy()
+            assert batch["poses"].dtype == torch.float16
+            assert np.array_equal(batch["poses"].numpy(), poses[index])
+            assert np.array_equal(batch["row"].numpy(), index)
+            seen.extend(index.tolist())
+        assert sorted(seen) == list(range(50))

@@ -290,3 +290,31 @@ def test_loo_comparison(tmp_path):
     np.testing.assert_allclose(triangles.get_xdata(), order["elpd_loo"].iloc[0] - order["elpd_diff"].iloc[1:])
     with pytest.raises(ValueError, match=r"arviz\.compare table"):
         plots.loo_comparison(pd.DataFrame({"x": [1.0]}))
+
+
+def test_long_block_labels_are_cut_and_figures_show_in_a_kernel(tmp_path) -> None:
+    effects = pd.DataFrame(
+        {
+            "cycle": ["smiles_a"] * 3,
+            "building_block": ["O=C(O)c1ccc(S(N)(=O)=O)cc1CCCCCCCCCCCCCC", "CCN", "c1ccccc1N"],
+            "mean": [1.0, 0.0, -0.5], "sd": [0.1] * 3, "q05": [0.8, -0.2, -0.7], "q50": [1.0, 0.0, -0.5],
+            "q95": [1.2, 0.2, -0.3],
+        }
+    )  # fmt: skip
+    fig = plots.building_block_forest(effects)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "O=C(O)c1ccc(S(N)(=O)=O)…" in labels and "CCN" in labels
+    assert all(len(label) <= 24 for label in labels)
+
+    # a notebook that never imported pyplot still draws the returned figure as an image
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = (
+        "import pandas as pd\nfrom delpyro import plots\n"
+        "plots.training_curves(pd.DataFrame({'epoch': [1, 2], 'train_loss': [2.0, 1.0], 'val_loss': [2.1, 1.2],"
+        " 'seconds': [1.0, 1.0]}))"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    assert any("image/png" in output.get("data", {}) for output in notebook.cells[0].outputs)

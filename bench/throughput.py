@@ -1,0 +1,231 @@
+"""Benchmark: training throughput of delpyro against the compute bound of the same network.
+
+    python bench/throughput.py                 # both models, a few minutes on 2 cores
+    python bench/throughput.py --quick         # small screens, under a minute
+    python bench/throughput.py --device cuda   # the same on a GPU
+
+Two models, each timed two ways in the same run:
+
+- **delpyro**: ``delpyro.fit`` over whole epochs (compounds per second of an epoch, data loading and
+  batching included; the first epoch, which builds the guide, is left out).
+  (a) the default model (``ModelConfig()``: fingerprint network, building blocks, per-compound effects,
+  ZINB with latent gates and concentrations) on a screen without poses;
+  (b) the ``del-dock`` preset (fingerprint + 20 docked poses x 224 features, gated attention, ZIP).
+- **bound**: the same network (the same delpyro modules, new weights) trained in plain PyTorch on batches
+  already sliced in memory: forward, the count log-likelihood written by hand, backward and an Adam step;
+  no Pyro. For the default model the building-block and per-compound effects are plain embedding tables
+  and the gates and concentrations plain parameters, so the bound does the same arithmetic as the
+  model's mean, minus everything probabilistic (sampling, priors, the guide).
+
+Prints ``name: value`` lines, and ``ratio: X`` (delpyro seconds per epoch / bound seconds per epoch) for
+each model. ``ratio <= 1.25`` is the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import delpyro
+from delpyro.data import Minibatches
+from delpyro.model import DELModel, ModelConfig
+
+
+def _line(name: str, value: object) -> None:
+    if isinstance(value, float):
+        value = f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    print(f"{name}: {value}", flush=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the bound: plain PyTorch
+
+
+def _zinb_log_prob(y: torch.Tensor, log_mu: torch.Tensor, log_phi: torch.Tensor, gate_logit: torch.Tensor):
+    """log ZINB(y | mean exp(log_mu), concentration exp(log_phi), gate sigmoid(gate_logit)), by hand."""
+    phi = log_phi.exp()
+    log_p_nb_zero = phi * (log_phi - torch.logaddexp(log_phi, log_mu))  # phi * log(phi / (phi + mu))
+    nb = (
+        torch.lgamma(y + phi)
+        - torch.lgamma(phi)
+        - torch.lgamma(y + 1)
+        + phi * (log_phi - torch.logaddexp(log_phi, log_mu))
+        + y * (log_mu - torch.logaddexp(log_phi, log_mu))
+    )
+    log_gate = torch.nn.functional.logsigmoid(gate_logit)
+    log_keep = torch.nn.functional.logsigmoid(-gate_logit)
+    zero = torch.logaddexp(log_gate, log_keep + log_p_nb_zero)
+    return torch.where(y == 0, zero, log_keep + nb)
+
+
+def _zip_log_prob(y: torch.Tensor, log_mu: torch.Tensor, gate: float) -> torch.Tensor:
+    """log ZIP(y | rate exp(log_mu), gate), by hand."""
+    mu = log_mu.exp()
+    poisson = y * log_mu - mu - torch.lgamma(y + 1)
+    zero = torch.log(gate + (1 - gate) * torch.exp(-mu))
+    return torch.where(y == 0, zero, math.log1p(-gate) + poisson)
+
+
+class _Bound(torch.nn.Module):
+    """The model's networks with its mean arithmetic in plain PyTorch."""
+
+    def __init__(self, model: DELModel, n_compounds: int) -> None:
+        super().__init__()
+        config = model.config
+        fresh = DELModel(config, spec=model.spec)  # the same modules, new weights
+        self.networks = torch.nn.ModuleDict({k: v for k, v in fresh.terms.items() if k in ("fingerprint", "poses")})
+        self.likelihood = config.likelihood
+        self.register_buffer("log_depth_target", torch.as_tensor(model.spec.log_depth_target))
+        self.register_buffer("log_depth_control", torch.as_tensor(model.spec.log_depth_control))
+        self.normalize = config.normalize_depth
+        self.gates = {"target": config.target_gate, "control": config.control_gate}
+        terms = model.term_names
+        if "building_blocks" in terms:
+            sizes = [size for _, size in fresh.terms["building_blocks"].families]
+            self.blocks = torch.nn.ModuleList(torch.nn.Embedding(size, 2) for size in sizes)
+        else:
+            self.blocks = None
+        self.compound = torch.nn.Embedding(n_compounds, 2) if "compound" in terms else None
+        self.shift = torch.nn.Parameter(torch.zeros(()))
+        self.gate_logits = torch.nn.Parameter(torch.zeros(2))
+        self.log_phi = torch.nn.Parameter(torch.full((2,), math.log(config.nb_concentration)))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        context: dict[str, torch.Tensor] = {}
+        target = matrix = 0.0
+        for term in self.networks.values():
+            out = term(batch, context)
+            target = target + (out.target if out.target is not None else 0.0)
+            matrix = matrix + (out.matrix if out.matrix is not None else 0.0)
+        if self.blocks is not None:
+            codes = batch["building_block_codes"]
+            for k, table in enumerate(self.blocks):
+                effect = table(codes[:, k])
+                target, matrix = target + effect[:, 0], matrix + effect[:, 1]
+        if self.compound is not None:
+            effect = self.compound(batch["training_position"])
+            target, matrix = target + effect[:, 0], matrix + effect[:, 1]
+        log_rate_target = torch.logaddexp(matrix + self.shift, target)[:, None]
+        log_rate_control = matrix[:, None]
+        if self.normalize:
+            log_rate_target = log_rate_target + self.log_depth_target
+            log_rate_control = log_rate_control + self.log_depth_control
+        if "log_load" in batch:
+            log_rate_target = log_rate_target + batch["log_load"][:, None]
+            log_rate_control = log_rate_control + batch["log_load"][:, None]
+        y_t, y_c = batch["target_counts"], batch["control_counts"]
+        if self.likelihood == "zinb":
+            log_lik = _zinb_log_prob(y_t, log_rate_target, self.log_phi[1], self.gate_logits[1]).sum()
+            log_lik = log_lik + _zinb_log_prob(y_c, log_rate_control, self.log_phi[0], self.gate_logits[0]).sum()
+        else:
+            log_lik = _zip_log_prob(y_t, log_rate_target, self.gates["target"]).sum()
+            log_lik = log_lik + _zip_log_prob(y_c, log_rate_control, self.gates["control"]).sum()
+        return -log_lik / y_t.shape[0]
+
+
+def bound_epochs(model: DELModel, arrays: dict, batch_size: int, epochs: int, device: torch.device) -> list[float]:
+    """Seconds per epoch of the plain-PyTorch bound over batches sliced in memory before timing."""
+    torch.manual_seed(0)
+    n = len(next(iter(arrays.values())))
+    bound = _Bound(model, n).to(device)
+    optimizer = torch.optim.Adam(bound.parameters(), lr=model.config.lr)
+    batches = list(Minibatches(arrays, batch_size, shuffle=True, seed=1, device=device))
+    for batch in batches:
+        batch.pop("size")
+    seconds = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = bound(batch)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def delpyro_epochs(screen: delpyro.DELData, config: ModelConfig, epochs: int, device: torch.device) -> list[float]:
+    """Seconds per epoch of delpyro.fit (the history's epoch times; the run has no validation set)."""
+    result = delpyro.fit(screen, None, config, epochs=epochs, seed=0, progress="none", device=device)
+    return [float(s) for s in result.history["seconds"]]
+
+
+def run(name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, device: torch.device) -> float:
+    _line(f"{name}_compounds", screen.n_compounds)
+    _line(f"{name}_batch_size", config.batch_size)
+    ours = delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
+    model = DELModel(config, screen)
+    arrays = {k: v for k, v in model.arrays(screen).items()}
+    theirs = bound_epochs(model, arrays, config.batch_size, epochs + 1, device)[1:]
+    ours_s, bound_s = statistics.median(ours), statistics.median(theirs)
+    steps = math.ceil(screen.n_compounds / config.batch_size)
+    _line(f"{name}_delpyro_epoch_s", ours_s)
+    _line(f"{name}_delpyro_compounds_per_s", screen.n_compounds / ours_s)
+    _line(f"{name}_delpyro_ms_per_step", 1000 * ours_s / steps)
+    _line(f"{name}_bound_epoch_s", bound_s)
+    _line(f"{name}_bound_compounds_per_s", screen.n_compounds / bound_s)
+    _line(f"{name}_bound_ms_per_step", 1000 * bound_s / steps)
+    ratio = ours_s / bound_s
+    print(f"ratio: {ratio:.3f}  ({name}: delpyro / bound seconds per epoch)", flush=True)
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small screens and 2 timed epochs (under a minute)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per measurement (default 3; quick 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
+    parser.add_argument("--models", default="default,del-dock", help="comma-separated: default, del-dock")
+    parser.add_argument("--batch-size", type=int, default=None, help="override both models' batch size")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("throughput: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    epochs = args.epochs or (2 if args.quick else 3)
+    _line("machine", f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    _line("device", str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    _line("torch_threads", torch.get_num_threads())
+    _line("timed_epochs", epochs)
+    for name in args.models.split(","):
+        if name == "default":
+            cycles = (12, 12, 12) if args.quick else (30, 30, 30)
+            screen = delpyro.simulate_del(seed=0, n_per_cycle=cycles)
+            config = ModelConfig()
+        elif name == "del-dock":
+            cycles = (8, 8, 8) if args.quick else (20, 20, 20)
+            screen = delpyro.simulate_del(seed=0, n_per_cycle=cycles, n_poses=20, n_pose_features=224)
+            config = ModelConfig.preset("del-dock")
+        else:
+            parser.error(f"unknown model {name!r}")
+        if args.batch_size:
+            config.batch_size = args.batch_size
+        run(name, screen, config, epochs, device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Every benchmark script runs in --quick mode and prints its figures as `name: value` lines.
+
+Benchmarks are not tests: nothing here asserts a speed. What is checked is that each script runs to the
+end and reports what bench/README.md says it reports, with values that make sense (positive times,
+ratios, memory above the process's baseline).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_quick(script: str, *extra: str) -> dict[str, str]:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *extra], capture_output=True, text=True, timeout=900
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    values: dict[str, str] = {}
+    for row in completed.stdout.splitlines():
+        if ": " in row:
+            name, value = row.split(": ", 1)
+            values.setdefault(name, value)
+            if name == "ratio":
+                values.setdefault("ratios", "")
+                values["ratios"] += value.split()[0] + " "
+    return values
+
+
+def test_throughput_quick() -> None:
+    values = run_quick("throughput.py", "--epochs", "1")
+    for model in ("default", "del-dock"):
+        assert float(values[f"{model}_delpyro_compounds_per_s"]) > 0
+        assert float(values[f"{model}_bound_compounds_per_s"]) > 0
+    ratios = [float(r) for r in values["ratios"].split()]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+
+
+def test_memory_quick(tmp_path: Path) -> None:
+    values = run_quick("memory.py", "--dir", str(tmp_path), "--steps", "3")
+    assert int(values["default_compounds"]) == 8000 and int(values["del-dock_compounds"]) == 2000
+    assert values["del-dock_poses_memory_mapped"] == "True"
+    for model in ("default", "del-dock"):
+        assert float(values[f"{model}_peak_rss_mb"]) >= float(values[f"{model}_baseline_mb"])
+        assert int(values[f"{model}_steps"]) == 3
+
+
+def test_predict_quick(tmp_path: Path) -> None:
+    values = run_quick("predict.py", "--dir", str(tmp_path), "--num-samples", "20", "--train-steps", "2")
+    assert int(values["compounds"]) == 8000 and int(values["num_samples"]) == 20
+    assert float(values["compounds_per_s"]) > 0
+    assert float(values["peak_rss_mb"]) >= float(values["baseline_mb"])
+
+
+@pytest.mark.parametrize("script", ["featurize.py"])
+def test_featurize_quick(script: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--repeat", "1", "--n", "2000"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "identical: True" in completed.stdout
