@@ -462,7 +462,7 @@ def _posterior_globals(
             array[chain, draw] = value.cpu().numpy()
         if "building_blocks" in model.term_names:
             context: dict[str, torch.Tensor] = {}
-            with poutine.condition(data=values), poutine.block():
+            with poutine.block(), poutine.condition(data=values):  # block outside, so condition sees the sites
                 model.terms["building_blocks"].sample_globals(context)
             for key, effect in context.items():
                 derived.setdefault(f"{key}_effect", []).append(effect.cpu().numpy())

@@ -44,6 +44,11 @@ def test_inference_data_has_every_group_dim_and_coord(fitted, screen, tmp_path) 
     cycle1 = sorted(set(screen.building_blocks["cycle1"]))
     assert list(posterior["cycle1_id"].values) == [*cycle1, "(unseen)"]
     assert posterior["bb_target_cycle1_effect"].dims == ("chain", "draw", "cycle1_id")
+    # the exported effects are those of the exported posterior draws (scale x centred z), not fresh prior draws
+    z = posterior["bb_target_cycle1"].values.reshape(30, -1)
+    scale = posterior["bb_target_scale_cycle1"].values.reshape(30, 1)
+    centred = np.concatenate([z[:, :-1] - z[:, :-1].mean(1, keepdims=True), z[:, -1:]], axis=1)
+    np.testing.assert_allclose(posterior["bb_target_cycle1_effect"].values.reshape(30, -1), scale * centred, atol=1e-5)
     pairs = posterior["cycle1+cycle2_id"].values
     assert all("+" in p for p in pairs[:-1]) and pairs[-1] == "(unseen)"
     observed = idata.observed_data
