@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -34,17 +32,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import check_device, line, machine_lines
 
 import delpyro
 from delpyro.data import Minibatches
 from delpyro.model import DELModel, ModelConfig
-
-
-def _line(name: str, value: object) -> None:
-    if isinstance(value, float):
-        value = f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
-    print(f"{name}: {value}", flush=True)
 
 
 def _sync(device: torch.device) -> None:
@@ -171,20 +165,20 @@ def delpyro_epochs(screen: delpyro.DELData, config: ModelConfig, epochs: int, de
 
 
 def run(name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, device: torch.device) -> float:
-    _line(f"{name}_compounds", screen.n_compounds)
-    _line(f"{name}_batch_size", config.batch_size)
+    line(f"{name}_compounds", screen.n_compounds)
+    line(f"{name}_batch_size", config.batch_size)
     ours = delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
     model = DELModel(config, screen)
     arrays = {k: v for k, v in model.arrays(screen).items()}
     theirs = bound_epochs(model, arrays, config.batch_size, epochs + 1, device)[1:]
     ours_s, bound_s = statistics.median(ours), statistics.median(theirs)
     steps = math.ceil(screen.n_compounds / config.batch_size)
-    _line(f"{name}_delpyro_epoch_s", ours_s)
-    _line(f"{name}_delpyro_compounds_per_s", screen.n_compounds / ours_s)
-    _line(f"{name}_delpyro_ms_per_step", 1000 * ours_s / steps)
-    _line(f"{name}_bound_epoch_s", bound_s)
-    _line(f"{name}_bound_compounds_per_s", screen.n_compounds / bound_s)
-    _line(f"{name}_bound_ms_per_step", 1000 * bound_s / steps)
+    line(f"{name}_delpyro_epoch_s", ours_s)
+    line(f"{name}_delpyro_compounds_per_s", screen.n_compounds / ours_s)
+    line(f"{name}_delpyro_ms_per_step", 1000 * ours_s / steps)
+    line(f"{name}_bound_epoch_s", bound_s)
+    line(f"{name}_bound_compounds_per_s", screen.n_compounds / bound_s)
+    line(f"{name}_bound_ms_per_step", 1000 * bound_s / steps)
     ratio = ours_s / bound_s
     print(f"ratio: {ratio:.3f}  ({name}: delpyro / bound seconds per epoch)", flush=True)
     return ratio
@@ -199,17 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="default,del-dock", help="comma-separated: default, del-dock")
     parser.add_argument("--batch-size", type=int, default=None, help="override both models' batch size")
     args = parser.parse_args(argv)
+    check_device(args.device)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("throughput: --device cuda, but torch sees no CUDA device", file=sys.stderr)
-        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs = args.epochs or (2 if args.quick else 3)
-    _line("machine", f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
-    _line("device", str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    _line("torch_threads", torch.get_num_threads())
-    _line("timed_epochs", epochs)
+    machine_lines(args.device)
+    line("timed_epochs", epochs)
     for name in args.models.split(","):
         if name == "default":
             cycles = (12, 12, 12) if args.quick else (30, 30, 30)

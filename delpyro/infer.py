@@ -228,7 +228,7 @@ class FusedClippedAdam(PyroOptim):
         """Per parameter name, the state_dict a per-parameter torch optimizer would have (PyroOptim's layout)."""
         out = {}
         for entry in self._entries.values():
-            group = {k: v for k, v in entry["args"].items()}
+            group = dict(entry["args"])
             group.update(lr=entry["lr"], params=[0])
             state = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in entry["state"].items()}
             out[entry["name"]] = {"state": {0: state} if state else {}, "param_groups": [group]}
