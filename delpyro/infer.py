@@ -59,7 +59,7 @@ __all__ = [
 
 GUIDES = {"auto_normal": AutoNormal, "auto_lowrank": AutoLowRankMultivariateNormal, "auto_delta": AutoDelta}
 LOSSES = {"trace_elbo": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -488,7 +488,8 @@ class FitResult:
         return _evaluate(self, batches)
 
     def global_sites(self) -> list[str]:
-        """Names of the latent sites outside the compound plate (gates, concentrations, depth deviations)."""
+        """Names of the model's latent sites outside the compound plate (gates, concentrations, depth
+        deviations, ``bb_scale`` and ``bb_z``; :meth:`sample_globals` splits the last two by family)."""
         trace = getattr(self.guide, "prototype_trace", None)
         if trace is None:
             raise RuntimeError("the guide has not been run yet: fit the model first")
@@ -501,7 +502,13 @@ class FitResult:
         ]
 
     def sample_globals(self, num_samples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
-        """Draws of every latent global from the guide (averaged parameters): ``{site: [num_samples, ...]}``."""
+        """Draws of every latent global from the guide (averaged parameters): ``{name: [num_samples, ...]}``,
+        with the building-block sites split by arm and family (``bb_target_scale_cycle1``,
+        ``bb_target_cycle1``, ...; see :meth:`~delpyro.terms.BuildingBlockTerm.named`)."""
+        return self.model.named_globals(self.sample_sites(num_samples, seed))
+
+    def sample_sites(self, num_samples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+        """Draws of every latent global site from the guide, under the model's site names."""
         names = self.global_sites()
         batch = {"index": torch.zeros(1, dtype=torch.long), "size": 1}
         draws: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -732,6 +739,12 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
     """
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        if found == 1:
+            raise ValueError(
+                f"{path}: a checkpoint of format 1, written before building-block effects became two sample "
+                f"sites (format {CHECKPOINT_FORMAT}); its guide parameters do not fit this model: fit again"
+            )
         raise ValueError(f"{path}: not a delpyro checkpoint of format {CHECKPOINT_FORMAT}")
     config = ModelConfig.from_dict(state["config"])
     model = DELModel(config, spec=DataSpec(**state["spec"]))

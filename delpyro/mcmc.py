@@ -45,6 +45,19 @@ class SamplesGuide(nn.Module):
         self.n_samples = next(iter(samples.values())).shape[0]
         self.prototype_trace = prune_subsample_sites(pyro.poutine.trace(self).get_trace(model.example_batch()))
 
+    def draw(self, batch: dict[str, Any], count: int) -> dict[str, torch.Tensor]:
+        """``count`` stored samples at once (random ones): ``{site: [count, ...]}``, the local sites for the
+        batch's screened compounds in the plate's order (as :meth:`forward` gives one)."""
+        chosen = torch.randint(self.n_samples, (count,))
+        out = {}
+        for name, values in self.samples.items():
+            if name in self.local_sites:
+                with self.create_plates(batch) as positions:
+                    out[name] = values[chosen][:, positions]
+            else:
+                out[name] = values[chosen]
+        return out
+
     def forward(self, batch: dict[str, Any]) -> None:
         s = int(torch.randint(self.n_samples, ()))
         for name, values in self.samples.items():
@@ -143,7 +156,7 @@ def run_nuts(
     samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
     local = {"compound_effect"} & set(samples)
     rows = []
-    for name, values in samples.items():
+    for name, values in model.named_globals(samples).items():  # building-block sites by arm and family
         flat = values.reshape(num_chains, num_samples, -1).double()
         r_hat = split_gelman_rubin(flat, chain_dim=0, sample_dim=1) if num_chains > 1 else torch.full((1,), math.nan)
         ess = effective_sample_size(flat, chain_dim=0, sample_dim=1)

@@ -542,6 +542,13 @@ class DELModel(nn.Module):
                     globals_[name] = logits.unsqueeze(-1)
             self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
 
+    def named_globals(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Values of the latent globals (arrays or tensors, any leading dims) under the names users see: the
+        building-block sites split by arm and family; every other site as it is."""
+        if "building_blocks" in self.terms:
+            return self.terms["building_blocks"].named(values)
+        return dict(values)
+
     def compound_plate(self, batch: dict[str, Any]) -> pyro.plate:
         """The plate of the batch's compounds (dim -2), subsampled from a screen of ``batch["size"]``."""
         return pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2)

@@ -15,6 +15,7 @@ import pandas as pd
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from delpyro.data import DELData, DELDataError, Minibatches
 from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc_statistics  # noqa: F401
@@ -117,60 +118,109 @@ def predict(
     return frame
 
 
+#: Draws of one batch computed together are capped so that draws x compounds stays near this (memory).
+DRAW_CHUNK_ELEMENTS = 1 << 20
+
+
 def _draws(
     result: FitResult, batch: dict[str, Any], samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, torch.Tensor]]:
-    """``(log target [samples, batch], log matrix [samples, batch] or None, extras)`` for one batch:
-    the networks once, the latent terms once per draw of the guide (seeded, so a second pass repeats)."""
+    """``(log target [samples, batch], log matrix [samples, batch] or None, extras)`` for one batch: the
+    networks once, the latent terms for many draws of the guide at a time (seeded, so a second pass
+    repeats): one vectorized run of the guide gives every draw's globals and compound effects, and the
+    latent terms compute on ``[draws, ...]`` tensors."""
     model = result.model
     size = batch["index"].shape[0]
     target, matrix, extras = model.enrichments(batch, latent=False) if _has_networks(model) else (None, None, {})
     base_target = torch.zeros(size, device=model.device) if target is None else target
-    base_matrix = matrix
     if not model.latent_terms:
         return (
             base_target.double().cpu().numpy()[None],
             None if matrix is None else matrix.double().cpu().numpy()[None],
             extras,
         )
-    has_compound = "compound" in model.term_names
-    if has_compound:
-        screened = batch["training_position"] >= 0
+    if "compound" in model.term_names:
         guide_batch = batch  # the guide's plate reads the batch's training positions
     else:
         guide_batch = {"index": torch.zeros(1, dtype=torch.long, device=model.device), "size": 1}
     targets = np.empty((samples, size))
     matrices = None if not model.observation.has_control else np.empty((samples, size))
-    with torch.random.fork_rng():
+    chunk = max(1, min(samples, DRAW_CHUNK_ELEMENTS // max(size, 1)))
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for s in range(samples):
-            trace = poutine.trace(result.guide).get_trace(guide_batch)
-            values = {
-                name: site["value"]
-                for name, site in trace.nodes.items()
-                if site["type"] == "sample" and not site["is_observed"]
-            }
-            context: dict[str, torch.Tensor] = {}
-            with poutine.condition(data=values):
-                for name in model.latent_terms:
-                    model.terms[name].sample_globals(context)
-                if has_compound:
-                    term = model.terms["compound"]
-                    z = term.prior(context).sample((size,))  # a compound never screened: the prior
-                    if bool(screened.any()):
-                        z[screened] = term.in_batch_order(values["compound_effect"], guide_batch)
-                    context["compound_z"] = z
-                with pyro.plate("compounds", size, dim=-2):
-                    latent_target, latent_matrix, _ = model.enrichments(batch, context, networks=False)
-            targets[s] = (base_target + (0.0 if latent_target is None else latent_target)).double().cpu().numpy()
+        for first in range(0, samples, chunk):
+            count = min(chunk, samples - first)
+            values = guide_draws(result, guide_batch, count)
+            latent_target, latent_matrix = latent_enrichments(model, batch, values, count)
+            total = base_target if latent_target is None else base_target + latent_target
+            targets[first : first + count] = total.expand(count, size).double().cpu().numpy()
             if matrices is not None:
-                total = (
-                    latent_matrix
-                    if base_matrix is None
-                    else (base_matrix if latent_matrix is None else base_matrix + latent_matrix)
-                )
-                matrices[s] = total.double().cpu().numpy()
+                if matrix is None:
+                    total = latent_matrix
+                else:
+                    total = matrix if latent_matrix is None else matrix + latent_matrix
+                matrices[first : first + count] = total.expand(count, size).double().cpu().numpy()
     return targets, matrices, extras
+
+
+def guide_draws(result: FitResult, batch: dict[str, Any], count: int) -> dict[str, torch.Tensor]:
+    """``count`` draws of the guide's latent sites for ``batch`` at once: ``{site: [count, *shape]}``, each
+    site in the shape one draw gives it (the per-compound effects for the batch's screened compounds).
+
+    The guide runs once inside a plate of ``count`` draws, left of every plate the model uses, as Pyro's
+    vectorized particles do; a guide of stored samples (NUTS) picks ``count`` of them."""
+    guide = result.guide
+    if hasattr(guide, "draw"):
+        return guide.draw(batch, count)
+    one = poutine.trace(guide).get_trace(batch)  # the shapes of a single draw
+    shapes = {name: site["value"].shape for name, site in _latent_sites(one)}
+    prototype = getattr(guide, "prototype_trace", None)
+    prototype = one if prototype is None else prototype
+    nesting = max(
+        (-frame.dim for _, site in _latent_sites(prototype) for frame in site["cond_indep_stack"] if frame.vectorized),
+        default=0,
+    )
+    nesting = max(nesting, 2)  # the model's compound and replicate plates
+    with pyro.plate("draws", count, dim=-(nesting + 1)):
+        trace = poutine.trace(guide).get_trace(batch)
+    return {name: site["value"].reshape(count, *shapes[name]) for name, site in _latent_sites(trace)}
+
+
+def _latent_sites(trace: Any) -> list[tuple[str, Any]]:
+    return [
+        (name, site)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and not site["infer"].get("is_auxiliary")
+        and not site_is_subsample(site)  # a subsampled plate's index site
+    ]
+
+
+def latent_enrichments(
+    model: Any, batch: dict[str, Any], values: dict[str, torch.Tensor], count: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The latent terms' log target and log matrix parts ``[count, batch]`` (None: no part) for ``count``
+    draws of the latent sites (``values``: ``{site: [count, ...]}``, as :func:`guide_draws` gives them).
+    Compounds never screened draw their effect from the prior, one per draw."""
+    size = batch["index"].shape[0]
+    context: dict[str, torch.Tensor] = {}
+    with poutine.block(), poutine.condition(data=values):
+        for name in model.latent_terms:
+            model.terms[name].sample_globals(context)
+    if "compound" in model.term_names:
+        term = model.terms["compound"]
+        prior = term.prior(context)  # batch shape [count] with a matrix arm, else [] (Normal(0, 1))
+        z = prior.sample((count, size)) if prior.batch_shape == () else prior.sample((size,)).movedim(0, 1)
+        positions, screened = screened_positions(batch)
+        if bool(screened.any()):
+            effect = values["compound_effect"]  # [count, screened in the batch, n_arms], in the plate's order
+            if positions.numel() == term.n_screened:  # the whole plate, in its natural order
+                effect = effect[:, positions]
+            z[:, screened] = effect
+        context["compound_z"] = z
+    latent_target, latent_matrix, _ = model.enrichments(batch, context, networks=False)
+    return latent_target, latent_matrix
 
 
 def _has_networks(model: Any) -> bool:
@@ -398,7 +448,7 @@ def _global_draws(result: FitResult, num_samples: int, seed: int) -> Draws:
         ]
     if not result.model.latent_terms and not _has_latent_globals(result):
         return [(0, 0, 0, {})]
-    sampled = result.sample_globals(num_samples, seed=seed)
+    sampled = result.sample_sites(num_samples, seed=seed)  # the model's own sites, to condition it on
     return [(0, d, d, {name: torch.as_tensor(v[d]) for name, v in sampled.items()}) for d in range(num_samples)]
 
 
@@ -455,19 +505,16 @@ def _posterior_globals(
     dims: dict[str, list[str]] = {}
     coords: dict[str, list[str]] = {}
     families = _family_coords(model.spec)
-    derived: dict[str, list[np.ndarray]] = {}
     for chain, draw, _, values in draws:
-        for name, value in values.items():
-            array = posterior.setdefault(name, np.empty((n_chains, n_draws, *value.shape), np.float32))
-            array[chain, draw] = value.cpu().numpy()
         if "building_blocks" in model.term_names:
             context: dict[str, torch.Tensor] = {}
             with poutine.block(), poutine.condition(data=values):  # block outside, so condition sees the sites
                 model.terms["building_blocks"].sample_globals(context)
-            for key, effect in context.items():
-                derived.setdefault(f"{key}_effect", []).append(effect.cpu().numpy())
-    for name, stack in derived.items():
-        posterior[name] = np.stack(stack).reshape(n_chains, n_draws, -1).astype(np.float32)
+            values = {**values, "bb_effects": context["bb_effects"]}
+        for name, value in values.items():
+            array = posterior.setdefault(name, np.empty((n_chains, n_draws, *value.shape), np.float32))
+            array[chain, draw] = value.cpu().numpy()
+    posterior = model.named_globals(posterior)  # building-block sites split by arm and family
     for name in posterior:
         base = name.removesuffix("_effect")
         for arm in ("target", "matrix"):

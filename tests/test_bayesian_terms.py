@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import spearmanr
 
 import delpyro
@@ -51,8 +52,45 @@ def test_latent_terms_and_intercepts(bb_fit) -> None:
     model = bb_fit.model
     assert model.latent_terms == ["intercept", "building_blocks", "compound"]
     sites = bb_fit.global_sites()
-    assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_target_scale_cycle1"} <= set(sites)
-    assert "bb_matrix_cycle2+cycle3" in sites and "compound_effect" not in sites
+    assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_scale", "bb_z"} <= set(sites)
+    assert "compound_effect" not in sites
+    # the summaries see the two building-block sites split by arm and family, element for element
+    term = model.terms["building_blocks"]
+    raw = bb_fit.sample_sites(7, seed=3)
+    named = bb_fit.sample_globals(7, seed=3)
+    families = [name for name, _ in term.families]
+    assert families == ["cycle1", "cycle2", "cycle3", "cycle1+cycle2", "cycle1+cycle3", "cycle2+cycle3"]
+    assert raw["bb_scale"].shape == (7, 2, 6) and raw["bb_z"].shape == (7, 2, term.n_codes)
+    for a, arm in enumerate(("target", "matrix")):
+        start = 0
+        for k, (name, size) in enumerate(term.families):
+            np.testing.assert_array_equal(named[f"bb_{arm}_scale_{name}"], raw["bb_scale"][:, a, k])
+            np.testing.assert_array_equal(named[f"bb_{arm}_{name}"], raw["bb_z"][:, a, start : start + size])
+            start += size
+    assert "bb_scale" not in named and "bb_matrix_cycle2+cycle3" in named
+
+
+def test_building_block_sum_equals_each_familys_effects_looked_up_one_by_one(bb_fit, bb_screen) -> None:
+    """The term gathers every family's effect at once from the concatenated slots; the same sum family by
+    family, from the per-family effects and each compound's code in that family, must agree."""
+    model = bb_fit.model
+    term = model.terms["building_blocks"]
+    arrays = model.arrays(bb_screen.subset(np.arange(300)))
+    codes = torch.as_tensor(arrays["building_block_codes"])
+    torch.manual_seed(0)
+    scale = torch.rand(2, len(term.families)) + 0.5
+    z = torch.randn(2, term.n_codes)
+    effects = term.effects(scale, z)
+    output = term({"building_block_codes": codes}, {"bb_effects": effects})
+    named = term.named({"bb_effects": effects})
+    for arm, got in (("target", output.target), ("matrix", output.matrix)):
+        expected = torch.zeros(len(codes))
+        for k, (name, _) in enumerate(term.families):
+            expected += named[f"bb_{arm}_{name}_effect"][codes[:, k]]
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+        # and each family's effects are centred over its seen slots, as family_effects makes them
+        for name, _ in term.families[:3]:
+            assert abs(float(named[f"bb_{arm}_{name}_effect"][:-1].sum())) < 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +269,34 @@ def test_held_out_loss_integrates_new_compound_effects_over_their_prior() -> Non
                 totals.append(float(model_trace.log_prob_sum() - guide_trace.log_prob_sum()))
         result.model.train()
     assert abs(-np.mean(totals) / val.n_compounds - losses.mean()) < 0.05
+
+
+def test_vectorized_guide_draws_match_the_model_run_one_draw_at_a_time(bb_fit, bb_screen) -> None:
+    """predict draws many posterior samples in one pass of the guide and computes the latent terms on
+    [draws, ...] tensors. Each of those draws, fed to the model one at a time (its own trace, unvectorized
+    shapes), must give the same log enrichments; and the draws must be independent draws of the guide:
+    their spread is the guide's own scale."""
+    from pyro import poutine
+
+    from delpyro.data import Minibatches
+    from delpyro.posterior import guide_draws, latent_enrichments
+
+    model = bb_fit.model
+    batch = next(iter(Minibatches(model.arrays(bb_screen), 64, shuffle=True, seed=4)))
+    model.eval()
+    with model.param_scope(), torch.no_grad():
+        torch.manual_seed(0)
+        values = guide_draws(bb_fit, batch, 5)
+        target, matrix = latent_enrichments(model, batch, values, 5)
+        assert target.shape == matrix.shape == (5, 64)
+        assert values["compound_effect"].shape == (5, 64, 2) and values["bb_z"].shape[:2] == (5, 2)
+        for s in range(5):
+            trace = poutine.trace(poutine.condition(model, data={k: v[s] for k, v in values.items()})).get_trace(batch)
+            torch.testing.assert_close(trace.nodes["log_target_enrichment"]["value"][:, 0], target[s])
+            torch.testing.assert_close(trace.nodes["log_matrix_enrichment"]["value"][:, 0], matrix[s])
+        many = guide_draws(bb_fit, batch, 4000)
+        loc, scale = bb_fit.guide.locs.bb_z, bb_fit.guide.scales.bb_z
+        spread = many["bb_z"].std(0)
+        assert float(((spread / scale) - 1).abs().max()) < 0.08
+        assert float(((many["bb_z"].mean(0) - loc) / scale).abs().max()) < 0.12
+    model.train()
