@@ -533,10 +533,12 @@ class DELModel(nn.Module):
             self.terms["compound"].sample_locals(batch, context)
         with self.compound_plate(batch):
             log_target, log_matrix, extras = self.enrichments(batch, context)
-            # recorded in traces (for posterior export); autoguides and NUTS skip deterministic sites
-            pyro.deterministic("log_target_enrichment", log_target.unsqueeze(-1), event_dim=0)
-            if log_matrix is not None:
-                pyro.deterministic("log_matrix_enrichment", log_matrix.unsqueeze(-1), event_dim=0)
+            if not self.training:
+                # recorded in evaluation traces (for posterior export); a training step has no use for them
+                # and each site costs it time (autoguides and NUTS skip deterministic sites anyway)
+                pyro.deterministic("log_target_enrichment", log_target.unsqueeze(-1), event_dim=0)
+                if log_matrix is not None:
+                    pyro.deterministic("log_matrix_enrichment", log_matrix.unsqueeze(-1), event_dim=0)
             for name, logits in extras.items():
                 if name.endswith("_gate_logits"):
                     globals_[name] = logits.unsqueeze(-1)
