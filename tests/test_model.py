@@ -339,6 +339,15 @@ def test_checkpoint_round_trip_gives_identical_predictions(fitted, parts, tmp_pa
     a, b = params_of(fitted), params_of(loaded)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
+    # a checkpoint of another format is refused, and one from before the two building-block sites says why
+    state = torch.load(path, weights_only=False)
+    for number, message in ((1, "format 1, written before building-block effects became two sample sites"),
+                            (7, "not a delpyro checkpoint of format 2")):  # fmt: skip
+        state["format"] = number
+        torch.save(state, tmp_path / "other.pt")
+        with pytest.raises(ValueError, match=message):
+            load(tmp_path / "other.pt")
+
 
 def test_resume_equals_training_straight_through(parts, tmp_path) -> None:
     train, val, _ = parts
