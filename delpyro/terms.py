@@ -271,10 +271,10 @@ class BuildingBlockTerm(nn.Module):
 
     Every arm's and family's variables are two sample sites, ``bb_scale`` ``[n_arms, n_families]`` and
     ``bb_z`` ``[n_arms, n_codes]`` (the families' slots one after another), not two per family: each site
-    costs the model and the guide a fixed amount of bookkeeping per step, which for a dozen families was a
-    third of a training step. :meth:`named` splits values of these sites (and the effects) by arm and
-    family, under the names the summaries and ArviZ exports use: ``bb_{arm}_scale_{family}``,
-    ``bb_{arm}_{family}`` and ``bb_{arm}_{family}_effect``.
+    costs the model and the guide a fixed amount of bookkeeping per step, which for two arms of six
+    families each (three cycles and their pairs) was a third of a training step. :meth:`named` splits
+    values of these sites (and the effects) by arm and family, under the names the summaries and ArviZ
+    exports use: ``bb_{arm}_scale_{family}``, ``bb_{arm}_{family}`` and ``bb_{arm}_{family}_effect``.
     """
 
     is_latent = True
