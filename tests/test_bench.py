@@ -65,3 +65,14 @@ def test_featurize_quick(script: str) -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "identical: True" in completed.stdout
+
+
+def test_batch_size_quick(tmp_path: Path) -> None:
+    values = run_quick("batch_size.py", "--cache", str(tmp_path))
+    assert int(values["compounds"]) == 3375 and int(values["epochs"]) == 3
+    for batch in (256, 1024):
+        assert float(values[f"seed0_batch{batch}_fit_s"]) > 0
+        for name in ("spearman_random", "spearman_building_block"):
+            assert -1.0 <= float(values[f"seed0_batch{batch}_{name}"]) <= 1.0
+        for name in ("cov50", "cov90"):
+            assert 0.0 <= float(values[f"seed0_batch{batch}_{name}"]) <= 1.0
