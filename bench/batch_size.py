@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import line, machine_lines
 
 import delpyro
-from delpyro import ModelConfig, fit, split, truth_on_model_scale
+from delpyro import ModelConfig, calibration, fit, split, truth_on_model_scale
 
 
 def coverage(prediction: pd.DataFrame, truth: np.ndarray) -> tuple[float, float]:
-    inside50 = (prediction["log_enrichment_q25"] <= truth) & (truth <= prediction["log_enrichment_q75"])
-    inside90 = (prediction["log_enrichment_q05"] <= truth) & (truth <= prediction["log_enrichment_q95"])
-    return float(inside50.mean()), float(inside90.mean())
+    """Coverage of the 50% and 90% central intervals (``delpyro.calibration``)."""
+    table = calibration(prediction, truth, levels=(0.5, 0.9))
+    return float(table["coverage"].iloc[0]), float(table["coverage"].iloc[1])
 
 
 def measure(seed: int, n_per_cycle: tuple[int, int, int], batch: int, epochs: int, cache: str) -> dict[str, float]:

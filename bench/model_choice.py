@@ -23,7 +23,15 @@ import torch
 from scipy.stats import spearmanr
 
 import delpyro
-from delpyro import ModelConfig, building_block_baseline, fit, naive_enrichment, split, truth_on_model_scale
+from delpyro import (
+    ModelConfig,
+    building_block_baseline,
+    calibration,
+    fit,
+    naive_enrichment,
+    split,
+    truth_on_model_scale,
+)
 
 CANDIDATES = {
     "default: fingerprint + blocks + compound, ZINB": ModelConfig(),
@@ -40,9 +48,9 @@ CANDIDATES = {
 
 
 def coverage(prediction: pd.DataFrame, truth: np.ndarray) -> tuple[float, float]:
-    inside90 = (prediction["log_enrichment_q05"] <= truth) & (truth <= prediction["log_enrichment_q95"])
-    inside50 = (prediction["log_enrichment_q25"] <= truth) & (truth <= prediction["log_enrichment_q75"])
-    return float(inside50.mean()), float(inside90.mean())
+    """Coverage of the 50% and 90% central intervals (``delpyro.calibration``)."""
+    table = calibration(prediction, truth, levels=(0.5, 0.9))
+    return float(table["coverage"].iloc[0]), float(table["coverage"].iloc[1])
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class SamplesGuide(nn.Module):
         for name, values in self.samples.items():
             if name in self.local_sites:
                 with self.create_plates(batch) as positions:
-                    out[name] = values[chosen][:, positions]
+                    out[name] = values[chosen[:, None], positions]  # no copy of every compound's draws
             else:
                 out[name] = values[chosen]
         return out
