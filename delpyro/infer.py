@@ -122,18 +122,8 @@ class RowwiseClippedAdam(_TorchClippedAdam):
             group["lr"] *= group["lrd"]
             beta1, beta2 = group["betas"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad.reshape(p.shape[0], -1)
-                rows = grad.ne(0).any(1).nonzero().squeeze(1)
-                if rows.numel() == 0:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(grad)
-                    state["exp_avg_sq"] = torch.zeros_like(grad)
-                _rowwise_update(p, grad, rows, state, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+                if p.grad is not None:
+                    _rowwise_update(p, self.state[p], group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
         return loss
 
 
@@ -211,18 +201,7 @@ class FusedClippedAdam(PyroOptim):
     def _rowwise_step(self, p: torch.Tensor, entry: dict[str, Any]) -> None:
         a = entry["args"]
         beta1, beta2 = a["betas"]
-        grad = p.grad.reshape(p.shape[0], -1)
-        rows = grad.ne(0).any(1).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return
-        state = entry["state"]
-        if not state:
-            state.update(
-                step=torch.zeros(p.shape[0], dtype=p.dtype, device=p.device),
-                exp_avg=torch.zeros_like(grad),
-                exp_avg_sq=torch.zeros_like(grad),
-            )
-        _rowwise_update(p, grad, rows, state, entry["lr"], beta1, beta2, a["eps"], a["weight_decay"])
+        _rowwise_update(p, entry["state"], entry["lr"], beta1, beta2, a["eps"], a["weight_decay"])
 
     def get_state(self) -> dict[str, Any]:
         """Per parameter name, the state_dict a per-parameter torch optimizer would have (PyroOptim's layout)."""
@@ -237,8 +216,6 @@ class FusedClippedAdam(PyroOptim):
 
 def _rowwise_update(
     p: torch.Tensor,
-    grad: torch.Tensor,
-    rows: torch.Tensor,
     state: dict[str, torch.Tensor],
     lr: float,
     beta1: float,
@@ -246,7 +223,18 @@ def _rowwise_update(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """Adam on the rows of ``p`` that have a gradient, each with its own moments and step count."""
+    """Adam on the rows of ``p`` that have a gradient, each with its own moments and step count (kept in
+    ``state``, made on the first update)."""
+    grad = p.grad.reshape(p.shape[0], -1)
+    rows = grad.ne(0).any(1).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return
+    if not state:
+        state.update(
+            step=torch.zeros(p.shape[0], dtype=p.dtype, device=p.device),
+            exp_avg=torch.zeros_like(grad),
+            exp_avg_sq=torch.zeros_like(grad),
+        )
     g = grad[rows]
     values = p.data.reshape(p.shape[0], -1)
     if weight_decay != 0:
