@@ -113,7 +113,7 @@ def prepared_screen(folder: Path, n_per_cycle: tuple[int, int, int], n_poses: in
     """A simulated screen saved in ``folder`` (``screen.parquet``, with ``screen.poses.npy`` as float16 when
     ``n_poses``), its fingerprints cached in ``folder/fingerprints``; made once and reused. Returns the path."""
     import delpyro
-    from delpyro.model import ModelConfig
+    from delpyro.config import ModelConfig
 
     tag = "x".join(map(str, n_per_cycle)) + (f"_poses{n_poses}" if n_poses else "")
     path = folder / tag / "screen.parquet"

@@ -37,8 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import check_device, line, machine_lines
 
 import delpyro
-from delpyro.data import Minibatches
-from delpyro.model import DELModel, ModelConfig
+from delpyro import DELModel, Encoding, Minibatches, ModelConfig
+from delpyro.keys import (
+    BLOCK_CODES,
+    CONTROL_COUNTS,
+    FINGERPRINTS,
+    LOG_LOAD,
+    POSES,
+    SCREEN_SIZE,
+    TARGET_COUNTS,
+    TRAINING_POSITION,
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -81,16 +90,16 @@ class _Bound(torch.nn.Module):
     def __init__(self, model: DELModel, n_compounds: int) -> None:
         super().__init__()
         config = model.config
-        fresh = DELModel(config, spec=model.spec)  # the same modules, new weights
-        self.networks = torch.nn.ModuleDict({k: v for k, v in fresh.terms.items() if k in ("fingerprint", "poses")})
+        fresh = DELModel(config, model.encoding)  # the same modules, new weights
+        self.networks = fresh.networks
         self.likelihood = config.likelihood
-        self.register_buffer("log_depth_target", torch.as_tensor(model.spec.log_depth_target))
-        self.register_buffer("log_depth_control", torch.as_tensor(model.spec.log_depth_control))
+        self.register_buffer("log_depth_target", torch.as_tensor(model.encoding.log_depth_target))
+        self.register_buffer("log_depth_control", torch.as_tensor(model.encoding.log_depth_control))
         self.normalize = config.normalize_depth
         self.gates = {"target": config.target_gate, "control": config.control_gate}
-        terms = model.term_names
+        terms = model.terms
         if "building_blocks" in terms:
-            sizes = [size for _, size in fresh.terms["building_blocks"].families]
+            sizes = [size for _, size in model.encoding.families]
             self.blocks = torch.nn.ModuleList(torch.nn.Embedding(size, 2) for size in sizes)
         else:
             self.blocks = None
@@ -100,29 +109,32 @@ class _Bound(torch.nn.Module):
         self.log_phi = torch.nn.Parameter(torch.full((2,), math.log(config.nb_concentration)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        context: dict[str, torch.Tensor] = {}
         target = matrix = 0.0
-        for term in self.networks.values():
-            out = term(batch, context)
+        embedding = None
+        if "fingerprint" in self.networks:
+            out = self.networks["fingerprint"](batch[FINGERPRINTS])
+            embedding = out.embedding
             target = target + (out.target if out.target is not None else 0.0)
             matrix = matrix + (out.matrix if out.matrix is not None else 0.0)
+        if "poses" in self.networks:
+            target = target + self.networks["poses"](batch[POSES], embedding)[0]
         if self.blocks is not None:
-            codes = batch["building_block_codes"]
+            codes = batch[BLOCK_CODES]
             for k, table in enumerate(self.blocks):
                 effect = table(codes[:, k])
                 target, matrix = target + effect[:, 0], matrix + effect[:, 1]
         if self.compound is not None:
-            effect = self.compound(batch["training_position"])
+            effect = self.compound(batch[TRAINING_POSITION])
             target, matrix = target + effect[:, 0], matrix + effect[:, 1]
         log_rate_target = torch.logaddexp(matrix + self.shift, target)[:, None]
         log_rate_control = matrix[:, None]
         if self.normalize:
             log_rate_target = log_rate_target + self.log_depth_target
             log_rate_control = log_rate_control + self.log_depth_control
-        if "log_load" in batch:
-            log_rate_target = log_rate_target + batch["log_load"][:, None]
-            log_rate_control = log_rate_control + batch["log_load"][:, None]
-        y_t, y_c = batch["target_counts"], batch["control_counts"]
+        if LOG_LOAD in batch:
+            log_rate_target = log_rate_target + batch[LOG_LOAD][:, None]
+            log_rate_control = log_rate_control + batch[LOG_LOAD][:, None]
+        y_t, y_c = batch[TARGET_COUNTS], batch[CONTROL_COUNTS]
         if self.likelihood == "zinb":
             log_lik = _zinb_log_prob(y_t, log_rate_target, self.log_phi[1], self.gate_logits[1]).sum()
             log_lik = log_lik + _zinb_log_prob(y_c, log_rate_control, self.log_phi[0], self.gate_logits[0]).sum()
@@ -140,7 +152,7 @@ def bound_epochs(model: DELModel, arrays: dict, batch_size: int, epochs: int, de
     optimizer = torch.optim.Adam(bound.parameters(), lr=model.config.lr)
     batches = list(Minibatches(arrays, batch_size, shuffle=True, seed=1, device=device))
     for batch in batches:
-        batch.pop("size")
+        batch.pop(SCREEN_SIZE)
     seconds = []
     for _ in range(epochs):
         _sync(device)
@@ -168,8 +180,9 @@ def run(name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, de
     line(f"{name}_compounds", screen.n_compounds)
     line(f"{name}_batch_size", config.batch_size)
     ours = delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
-    model = DELModel(config, screen)
-    arrays = {k: v for k, v in model.arrays(screen).items()}
+    encoding = Encoding.fit(screen, config)
+    model = DELModel(config, encoding)
+    arrays = encoding.encode(screen)
     theirs = bound_epochs(model, arrays, config.batch_size, epochs + 1, device)[1:]
     ours_s, bound_s = statistics.median(ours), statistics.median(theirs)
     steps = math.ceil(screen.n_compounds / config.batch_size)

@@ -4,38 +4,32 @@ The public API, re-exported from the modules that define it.
 """
 
 from delpyro import plots
-from delpyro.data import DELData, DELDataError, Minibatches, read_counts, split
+from delpyro.baselines import building_block_baseline, naive_enrichment
+from delpyro.batches import Minibatches
+from delpyro.config import ModelConfig
+from delpyro.data import DELData, DELDataError
+from delpyro.diagnostics import compare, guide_diagnostic, to_inference_data
+from delpyro.encoding import Encoding
 from delpyro.features import fingerprints, molecular_weight, unpack_bits
-from delpyro.infer import (
-    FitResult,
-    NonFiniteLossError,
-    eval_step,
-    fit,
-    load,
-    make_guide,
-    make_optim,
-    make_svi,
-    train_step,
-)
-from delpyro.mcmc import MCMCResult, run_nuts
+from delpyro.guides import make_guide
+from delpyro.mcmc import run_nuts
 from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc_statistics
-from delpyro.model import DELModel, ModelConfig
-from delpyro.posterior import (
-    building_block_baseline,
-    compare,
-    guide_diagnostic,
-    naive_enrichment,
-    predict,
-    to_inference_data,
-    truth_on_model_scale,
-)
+from delpyro.model import DELModel
+from delpyro.optim import make_optim
+from delpyro.posterior import predict, truth_on_model_scale
+from delpyro.reading import read_counts
+from delpyro.results import FitResult, MCMCResult, load
 from delpyro.simulate import simulate_del
+from delpyro.splits import split
+from delpyro.steps import NonFiniteLossError, eval_step, make_svi, train_step
+from delpyro.train import fit
 from delpyro.widgets import TrainingMonitor
 
 __all__ = [
     "DELData",
     "DELDataError",
     "DELModel",
+    "Encoding",
     "FitResult",
     "MCMCResult",
     "Minibatches",

@@ -9,6 +9,9 @@
   ``settings.json``, ``evaluation.json`` and ``report.md``.
 - ``delpyro report RUN_DIR``: rebuild ``report.md`` from a saved run, optionally with measured affinities.
 
+This module holds the command line only; the run directory (its files, how ``fit`` writes it and ``report``
+rebuilds it) is :mod:`delpyro.report`.
+
 A user error (a bad column, bad counts, a missing file, a run directory without a checkpoint) prints one
 clear line and exits with status 2.
 """
@@ -16,38 +19,24 @@ clear line and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from scipy.stats import spearmanr
 
 from delpyro import plots
-from delpyro.data import PRESETS, DELData, DELDataError, read_counts, split
-from delpyro.infer import FitResult, fit, load
-from delpyro.model import PRESETS as MODEL_PRESETS
-from delpyro.model import TERMS, ModelConfig
-from delpyro.posterior import naive_enrichment, truth_on_model_scale
+from delpyro.baselines import naive_enrichment
+from delpyro.config import PRESETS, TERMS, ModelConfig
+from delpyro.data import DELData, DELDataError
+from delpyro.distributions import LIKELIHOODS
+from delpyro.posterior import truth_on_model_scale
+from delpyro.reading import LAYOUTS, read_counts
+from delpyro.report import read_screen, rebuild_report, write_run
 from delpyro.simulate import simulate_del
-
-LIKELIHOODS = ("poisson", "zip", "nb", "zinb")
-#: compounds written to ``idata.nc`` at most (a random subset, fixed seed, of a larger screen)
-IDATA_COMPOUNDS = 2000
-IDATA_SAMPLES = 100
-#: figure file names in a run directory's ``figures/`` and their captions, in report order
-FIGURES = {
-    "training_curves.png": "Training and validation loss per epoch",
-    "top_compounds.png": "Compounds with the highest posterior mean log target enrichment",
-    "ppc_counts.png": "Posterior predictive check of the target counts",
-    "building_block_forest.png": "Building-block effects on the target arm",
-    "predicted_vs_true.png": "Predicted against true log target enrichment (held-out compounds)",
-    "predicted_vs_affinity.png": "Predicted enrichment against measured affinity",
-}
+from delpyro.splits import split
+from delpyro.train import fit
 
 
 def _parse_cycles(text: str) -> tuple[int, ...]:
@@ -143,11 +132,7 @@ _SHOWN = ("likelihood", "combine", "gates", "hidden_size", "epochs", "batch_size
 
 
 # ----------------------------------------------------------------------------------------------------
-# fit and report: a run directory
-
-
-class RunError(ValueError):
-    """A run directory that cannot be read (no checkpoint, a missing file)."""
+# fit and report: the command line side (the run directory itself is delpyro.report)
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,10 +149,6 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if options["preset"] is None and options["target"] is None:
         options["preset"] = "delpyro"
     return options
-
-
-def _read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
-    return read_counts(screen, **{key: value for key, value in options.items() if value is not None})
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
@@ -191,17 +172,10 @@ def _fractions(val: float, test: float) -> tuple[float, float, float]:
     return (1.0 - val - test, val, test)
 
 
-def _idata_compounds(n: int, limit: int = IDATA_COMPOUNDS) -> np.ndarray:
-    """Positions of the compounds exported to ``idata.nc``: all of them, or ``limit`` drawn with a fixed seed."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
-
-
 def _fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     options = _data_options(args)
-    data = _read_screen(args.screen, options)
+    data = read_screen(args.screen, options)
     config = _model_config(args)
     fractions = _fractions(args.val_fraction, args.test_fraction)
     train, val, test = split(data, "random", fractions, seed=args.seed)
@@ -227,27 +201,6 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"fitted in {time.perf_counter() - started:.1f} s")
     result.history.to_csv(out / "history.csv", index=False)
 
-    labels = pd.Series("train", index=pd.Index(data.compound_id, dtype=object), dtype=object)
-    labels[list(val.compound_id)] = "validation"
-    labels[list(test.compound_id)] = "test"
-    prediction = result.predict(data, cache_dir=cache)
-    prediction.insert(1, "smiles", data.smiles)
-    prediction.insert(2, "split", labels.to_numpy())
-    prediction.to_csv(out / "predictions.csv", index=False)
-
-    chosen = _idata_compounds(data.n_compounds)
-    idata = result.to_inference_data(data, num_samples=IDATA_SAMPLES, compounds=chosen, seed=args.seed, cache_dir=cache)
-    idata.to_netcdf(out / "idata.nc")
-
-    held, held_name = (test, "test") if test.n_compounds else (val, "validation")
-    evaluation: dict[str, Any] = {
-        "held_out_set": held_name if held.n_compounds else None,
-        "n_held_out": held.n_compounds,
-    }
-    evaluation["held_out_loss"] = result.evaluate(held, cache_dir=cache) if held.n_compounds else None
-    evaluation["guide_diagnostic"] = _guide_verdict(result, train)
-    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
-
     settings = {
         "model": config.to_dict(),
         "data": {"screen": str(Path(args.screen).resolve()), "options": options},
@@ -260,210 +213,21 @@ def _fit(args: argparse.Namespace) -> int:
             "n_test": test.n_compounds,
         },
         "fit": {"seed": args.seed, "epochs": config.epochs, "batch_size": config.batch_size},
-        "idata": {"n_compounds": len(chosen), "num_samples": IDATA_SAMPLES},
     }
-    (out / "settings.json").write_text(json.dumps(settings, indent=1))
-
-    _fit_figures(result, data, prediction, idata, held_name if held.n_compounds else None, out / "figures")
-    report = _write_report(out, result, data, settings, prediction, result.history, evaluation)
+    report = write_run(out, result, data, train, val, test, settings)
     print(f"wrote {out}: predictions.csv, history.csv, checkpoint.pt, idata.nc, figures/, settings.json, {report.name}")
     return 0
 
 
-def _guide_verdict(result: FitResult, train: DELData) -> dict[str, Any]:
-    from delpyro.posterior import guide_diagnostic
-
-    try:
-        return guide_diagnostic(result, train, num_particles=100, seed=result.seed)
-    except (FloatingPointError, ValueError, RuntimeError) as err:
-        return {"k": None, "verdict": f"not computed: {err}"}
-
-
-def _truth_scale(result: FitResult, data: DELData) -> np.ndarray | None:
-    """The true log target enrichment on the model's scale, when the screen is a simulated one."""
-    from delpyro.posterior import truth_on_model_scale
-
-    if data.truth is None or "target_scale" not in data.attrs:
-        return None
-    return truth_on_model_scale(result, data)
-
-
-def _fit_figures(
-    result: FitResult, data: DELData, prediction: pd.DataFrame, idata: Any, held_name: str | None, figures: Path
-) -> None:
-    from delpyro import plots
-
-    figures.mkdir(parents=True, exist_ok=True)
-    plots.training_curves(result.history, path=figures / "training_curves.png")
-    plots.top_compounds(prediction, n=min(30, len(prediction)), path=figures / "top_compounds.png")
-    observed = pd.DataFrame(idata.observed_data["target_counts"].values, columns=list(data.target_names))
-    plots.ppc_counts(observed, idata.posterior_predictive["target_counts"].values, path=figures / "ppc_counts.png")
-    if result.model.spec.bb_vocabulary is not None and "building_blocks" in result.model.term_names:
-        effects = result.building_block_effects(num_samples=200, seed=result.seed)
-        plots.building_block_forest(effects, top=20, path=figures / "building_block_forest.png")
-    if held_name is not None and data.truth is not None and "log_target_enrichment" in data.truth:
-        rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
-        held = data.subset(rows)
-        truth = _truth_scale(result, held)
-        if truth is None:
-            truth = held.truth["log_target_enrichment"].to_numpy()
-        pred = prediction.iloc[rows].reset_index(drop=True)
-        plots.predicted_vs_true(pred, truth, path=figures / "predicted_vs_true.png")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "NaN" if math.isnan(value) else f"{value:.3f}"
-    return str(value)
-
-
-def _markdown_table(frame: pd.DataFrame, index: bool = False) -> str:
-    if index:
-        frame = frame.reset_index()
-    lines = ["| " + " | ".join(str(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _write_report(
-    run: Path,
-    result: FitResult,
-    data: DELData,
-    settings: dict[str, Any],
-    prediction: pd.DataFrame,
-    history: pd.DataFrame,
-    evaluation: dict[str, Any],
-    affinity: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``report.md`` of a run directory from its saved parts."""
-    model = settings["model"]
-    split_info = settings["split"]
-    lines = ["# delpyro run report", "", "## Data", ""]
-    lines += [f"Screen: `{settings['data']['screen']}`", ""]
-    options = {k: v for k, v in settings["data"]["options"].items() if v is not None}
-    lines += [f"Read with: `{json.dumps(options)}`", "", "```", data.summary(), "```", ""]
-    lines += [
-        f"Split ({split_info['how']}, seed {split_info['seed']}): {split_info['n_train']:,} training, "
-        f"{split_info['n_validation']:,} validation, {split_info['n_test']:,} test compounds.",
-        "",
-        "## Settings",
-        "",
-    ]
-    shown = ("name", "terms", "likelihood", "combine", "gates", "guide", "hidden_size", "epochs", "batch_size", "lr")
-    lines += [_markdown_table(pd.DataFrame({"setting": shown, "value": [str(model.get(k)) for k in shown]})), ""]
-    lines += ["Every setting is in `settings.json`.", "", "## Training", ""]
-    if len(history):
-        last = history.iloc[-1]
-        lines.append(f"- {len(history)} epochs; last training loss {last['train_loss']:.4f}")
-        if "val_loss" in history and history["val_loss"].notna().any():
-            lines.append(f"- validation loss: last {last['val_loss']:.4f}, best {history['val_loss'].min():.4f}")
-    lines += ["", "## Held-out metrics", ""]
-    held_name = evaluation.get("held_out_set")
-    if held_name is None:
-        lines += ["No compounds were held out.", ""]
-    else:
-        lines += _held_out_lines(result, data, prediction, evaluation)
-    lines += ["## Guide diagnostic", "", evaluation["guide_diagnostic"]["verdict"], ""]
-    if affinity is not None:
-        lines += [
-            "## Affinity",
-            "",
-            f"Measured {affinity['column']} ({affinity['unit']}) from `{affinity['table']}`, matched to the screen's "
-            "compounds; rank and linear correlation with the posterior mean log target enrichment (a good model "
-            "gives positive correlations):",
-            "",
-            _markdown_table(affinity["correlation"], index=True),
-            "",
-        ]
-    lines += ["## Figures", ""]
-    for name, caption in FIGURES.items():
-        if name == "predicted_vs_affinity.png" and affinity is None:
-            continue
-        if (run / "figures" / name).exists():
-            lines += [f"### {caption}", "", f"![{caption}](figures/{name})", ""]
-    path = run / "report.md"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def _held_out_lines(
-    result: FitResult, data: DELData, prediction: pd.DataFrame, evaluation: dict[str, Any]
-) -> list[str]:
-    from delpyro import metrics
-
-    held_name = evaluation["held_out_set"]
-    rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
-    lines = [f"On the {len(rows):,} {held_name} compounds.", ""]
-    lines.append(f"- loss (negative ELBO per compound): {evaluation['held_out_loss']:.4f}")
-    truth = data.truth
-    if truth is None or "log_target_enrichment" not in truth:
-        lines += ["- the screen carries no true enrichment: no truth metrics", ""]
-        return lines
-    held = data.subset(rows)
-    pred = prediction.iloc[rows].reset_index(drop=True)
-    true = held.truth["log_target_enrichment"].to_numpy()
-    model_rho = spearmanr(pred["log_enrichment_mean"], true).statistic
-    naive_rho = spearmanr(naive_enrichment(held), true).statistic
-    lines += [f"- Spearman with the true log target enrichment: model {model_rho:.3f}, naive {naive_rho:.3f}", ""]
-    if "is_binder" in held.truth:
-        ks = [k for k in (10, 50, 100) if k <= len(rows)] or [len(rows)]
-        recovery = metrics.hit_recovery(pred, held.truth["is_binder"].to_numpy(), top_k=ks)
-        lines += ["Hit recovery at k (true binders among the top k by posterior mean):", ""]
-        lines += [_markdown_table(recovery), ""]
-    scaled = _truth_scale(result, held)
-    if scaled is not None:
-        lines += ["Calibration (coverage of the central posterior intervals of the true enrichment):", ""]
-        lines += [_markdown_table(metrics.calibration(pred, scaled)), ""]
-    return lines
-
-
-def _read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")
-
-
 def _report(args: argparse.Namespace) -> int:
-    run = Path(args.run_dir)
-    if not run.is_dir():
-        raise RunError(f"{run}: no such run directory")
-    checkpoint = run / "checkpoint.pt"
-    if not checkpoint.exists():
-        raise RunError(f"{run}: no checkpoint.pt; expected a run directory written by delpyro fit")
-    for name in ("settings.json", "evaluation.json", "predictions.csv", "history.csv"):
-        if not (run / name).exists():
-            raise RunError(f"{run}: no {name}; expected a run directory written by delpyro fit")
-    settings = json.loads((run / "settings.json").read_text())
-    evaluation = json.loads((run / "evaluation.json").read_text())
-    result = load(checkpoint, restore_rng=False)
-    data = _read_screen(settings["data"]["screen"], settings["data"]["options"])
-    prediction = pd.read_csv(run / "predictions.csv", dtype={"compound_id": str, "smiles": str, "split": str})
-    if list(prediction["compound_id"]) != [str(c) for c in data.compound_id]:
-        raise RunError(f"{run}: predictions.csv does not list the compounds of {settings['data']['screen']}")
-    history = pd.read_csv(run / "history.csv")
-    affinity = None
-    if args.affinity is not None:
-        from delpyro import metrics, plots
-
-        table = _read_table(args.affinity)
-        kind = args.kind or (args.affinity_col if args.affinity_col.lower() in metrics.AFFINITY_KINDS else "Ki")
-        options = {"unit": args.unit, "value_column": args.affinity_col, "smiles_column": args.smiles_col}
-        correlation = metrics.affinity_correlation(prediction, table, kind, **options)
-        plots.predicted_vs_affinity(
-            prediction, table, kind, path=run / "figures" / "predicted_vs_affinity.png", **options
-        )
-        affinity = {
-            "table": str(args.affinity),
-            "column": args.affinity_col,
-            "unit": args.unit,
-            "correlation": correlation,
-        }
-    path = _write_report(run, result, data, settings, prediction, history, evaluation, affinity)
+    path = rebuild_report(
+        Path(args.run_dir),
+        args.affinity,
+        value_column=args.affinity_col,
+        kind=args.kind,
+        smiles_column=args.smiles_col,
+        unit=args.unit,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -484,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="describe a screen: sizes, depth and zeros per replicate")
     summary.add_argument("screen", help="a table written by delpyro, or any table with --preset")
-    summary.add_argument("--preset", default="delpyro", choices=sorted(PRESETS))
+    summary.add_argument("--preset", default="delpyro", choices=sorted(LAYOUTS))
     summary.set_defaults(run=_summary)
 
     demo = commands.add_parser("demo", help="simulate the built-in screen, fit the default model, report")
@@ -506,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit_command.add_argument("--out", required=True, help="run directory")
     columns = fit_command.add_argument_group("columns (read_counts; given ones win over the preset)")
     columns.add_argument(
-        "--preset", default=None, choices=sorted(PRESETS), help="data layout (default: delpyro without --target)"
+        "--preset", default=None, choices=sorted(LAYOUTS), help="data layout (default: delpyro without --target)"
     )
     columns.add_argument("--target", nargs="+", metavar="COL", help="target replicate count columns (or globs)")
     columns.add_argument("--control", nargs="+", metavar="COL", help="control (bead) replicate count columns")
@@ -515,9 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     columns.add_argument("--building-blocks", nargs="+", metavar="COL", help="building-block columns, one per cycle")
     columns.add_argument("--load", metavar="COL", help="pre-selection (load) count column")
     model = fit_command.add_argument_group("model")
-    model.add_argument(
-        "--config", default="default", choices=sorted(MODEL_PRESETS), help="model preset (default: default)"
-    )
+    model.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset (default: default)")
     model.add_argument("--likelihood", choices=LIKELIHOODS, help="count likelihood (overrides the preset's)")
     model.add_argument("--terms", nargs="+", choices=TERMS, metavar="TERM", help=f"model terms, from {TERMS}")
     training = fit_command.add_argument_group("training")

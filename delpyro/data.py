@@ -5,22 +5,18 @@ its building blocks, and the sequencing read counts of its DNA tag after a selec
 target (several replicates), after a selection against the bare matrix or beads (the control, zero or
 more replicates), and optionally before selection (the load).
 
-- :class:`DELData` holds those arrays, checked once when it is built.
-- :func:`read_counts` reads a CSV, TSV or parquet file (or a DataFrame) with a column map or a preset for a
-  public layout, and says exactly what is wrong with bad input (:class:`DELDataError`).
-- :func:`split` makes train / validation / test sets, at random or with whole building blocks held out.
-- :class:`Minibatches` slices tensors from arrays assembled once, for training loops.
-
-Counts are int64 and never normalized in place. Nothing is dropped silently.
+:class:`DELData` holds those arrays, checked once when it is built, and writes itself to disk
+(:meth:`DELData.save`); bad input raises :class:`DELDataError`, naming the column, the rows and what was
+expected. The functions ``as_counts``, ``as_strings``, ... check one column each; the reader
+(:mod:`delpyro.reading`) uses them too. Counts are int64 and never normalized in place. Nothing is dropped
+silently.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "PRESETS",
-    "DELData",
-    "DELDataError",
-    "Minibatches",
-    "read_counts",
-    "split",
-]
+__all__ = ["DELData", "DELDataError", "rows_text", "sidecar_paths", "table_kind"]
 
 _MAX_LISTED_ROWS = 10
 
@@ -44,7 +33,7 @@ class DELDataError(ValueError):
     """Bad input: the message names the column, the offending rows and what was expected."""
 
 
-def _rows_text(rows: np.ndarray, values: Sequence[Any] | None = None) -> str:
+def rows_text(rows: np.ndarray, values: Sequence[Any] | None = None) -> str:
     """'rows 3, 17 and 42 (values -1, -5, 0.5)'; at most ten listed, then how many in all."""
     rows = np.asarray(rows)
     shown = rows[:_MAX_LISTED_ROWS].tolist()
@@ -101,24 +90,24 @@ class DELData:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.target_counts = _as_counts(self.target_counts, "target_counts")
+        self.target_counts = as_counts(self.target_counts, "target_counts")
         n = self.target_counts.shape[0]
         control = self.control_counts
         if control is None:
             control = np.zeros((n, 0), dtype=np.int64)
-        self.control_counts = _as_counts(control, "control_counts")
+        self.control_counts = as_counts(control, "control_counts")
         self._check_rows(self.control_counts, "control_counts")
         if self.target_counts.shape[1] == 0:
             raise DELDataError("target_counts: expected at least one target replicate column, got none")
 
-        self.smiles = _as_strings(self.smiles, "smiles", n)
-        self.compound_id = _as_strings(self.compound_id, "compound_id", n)
-        _check_unique(self.compound_id, "compound_id")
+        self.smiles = as_strings(self.smiles, "smiles", n)
+        self.compound_id = as_strings(self.compound_id, "compound_id", n)
+        check_unique(self.compound_id, "compound_id")
 
         self.target_names = _replicate_names(self.target_names, self.target_counts.shape[1], "target_names")
         self.control_names = _replicate_names(self.control_names, self.control_counts.shape[1], "control_names")
         if self.load is not None:
-            self.load = _as_load(self.load, "load")
+            self.load = as_load(self.load, "load")
             self._check_rows(self.load, "load")
         if self.building_blocks is not None:
             self.building_blocks = _as_building_blocks(self.building_blocks, n)
@@ -226,14 +215,14 @@ class DELData:
         (when attrs is not empty). ``read_counts(path, preset="delpyro")`` reads it back exactly.
         """
         path = Path(path)
-        kind = _table_kind(path)
+        kind = table_kind(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = self.to_frame()
         if kind == "parquet":
             frame.to_parquet(path, index=False)
         else:
             frame.to_csv(path, index=False, sep="\t" if kind == "tsv" else ",")
-        poses_path, attrs_path = _sidecar_paths(path)
+        poses_path, attrs_path = sidecar_paths(path)
         if self.poses is not None:
             np.save(poses_path, np.asarray(self.poses))
         elif poses_path.exists():
@@ -333,7 +322,7 @@ class DELData:
 # validation of single columns
 
 
-def _as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> np.ndarray:
+def as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> np.ndarray:
     """int64 [n, k] from an array-like; negative, NaN, infinite or fractional values are errors.
 
     ``columns`` names the source column of each of the k columns, for the message.
@@ -350,7 +339,7 @@ def _as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> 
             if bad.size:
                 raise DELDataError(
                     f"column {labels[j]!r}: counts must be non-negative integers; "
-                    f"{_rows_text(bad, array[bad, j].tolist())} are negative"
+                    f"{rows_text(bad, array[bad, j].tolist())} are negative"
                 )
         if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
             raise DELDataError(f"column {labels[0]!r}: counts exceed the int64 range")
@@ -365,7 +354,7 @@ def _as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> 
             if unparsed.size:
                 raise DELDataError(
                     f"column {labels[j]!r}: counts must be non-negative integers; "
-                    f"{_rows_text(unparsed, array[unparsed, j].tolist())} are not numbers"
+                    f"{rows_text(unparsed, array[unparsed, j].tolist())} are not numbers"
                 )
             converted[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
         array = converted
@@ -384,12 +373,12 @@ def _as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> 
             if bad.size:
                 raise DELDataError(
                     f"column {labels[j]!r}: counts must be non-negative integers "
-                    f"(whole-number floats are accepted); {_rows_text(bad, column[bad].tolist())} {what}"
+                    f"(whole-number floats are accepted); {rows_text(bad, column[bad].tolist())} {what}"
                 )
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
-def _as_load(values: Any, column: str) -> np.ndarray:
+def as_load(values: Any, column: str) -> np.ndarray:
     """float64 [n]: finite, non-negative (pre-selection counts or relative abundance)."""
     array = np.asarray(values)
     if array.ndim != 1:
@@ -402,7 +391,7 @@ def _as_load(values: Any, column: str) -> np.ndarray:
         if unparsed.size:
             raise DELDataError(
                 f"column {column!r}: load must be a non-negative number; "
-                f"{_rows_text(unparsed, array[unparsed].tolist())} are not numbers"
+                f"{rows_text(unparsed, array[unparsed].tolist())} are not numbers"
             )
         array = numeric
     array = array.astype(np.float64)
@@ -415,40 +404,40 @@ def _as_load(values: Any, column: str) -> np.ndarray:
         if bad.size:
             raise DELDataError(
                 f"column {column!r}: load must be a finite non-negative number; "
-                f"{_rows_text(bad, array[bad].tolist())} {what}"
+                f"{rows_text(bad, array[bad].tolist())} {what}"
             )
     return np.ascontiguousarray(array)
 
 
-def _is_missing_string(value: Any) -> bool:
+def is_missing_string(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
-def _as_strings(values: Any, column: str, n: int) -> np.ndarray:
+def as_strings(values: Any, column: str, n: int) -> np.ndarray:
     """object array of str [n]; missing or empty entries are errors."""
     array = np.asarray(values, dtype=object)
     if array.ndim != 1 or array.shape[0] != n:
         raise DELDataError(f"column {column!r}: expected {n} values (one per compound), got shape {array.shape}")
     missing = np.fromiter(
-        (_is_missing_string(v) or (isinstance(v, str) and not v.strip()) for v in array), bool, count=n
+        (is_missing_string(v) or (isinstance(v, str) and not v.strip()) for v in array), bool, count=n
     )
     bad = np.flatnonzero(missing)
     if bad.size:
         verb = "is" if bad.size == 1 else "are"
         raise DELDataError(
-            f"column {column!r}: expected a non-empty string in every row; {_rows_text(bad)} {verb} empty"
+            f"column {column!r}: expected a non-empty string in every row; {rows_text(bad)} {verb} empty"
         )
     if not all(isinstance(v, str) for v in array):
         array = np.array([str(v) for v in array], dtype=object)
     return array
 
 
-def _check_unique(values: np.ndarray, column: str) -> None:
+def check_unique(values: np.ndarray, column: str) -> None:
     duplicated = pd.Series(values).duplicated(keep=False).to_numpy()
     bad = np.flatnonzero(duplicated)
     if bad.size:
         raise DELDataError(
-            f"column {column!r}: compound ids must be unique; {_rows_text(bad, values[bad].tolist())} repeat"
+            f"column {column!r}: compound ids must be unique; {rows_text(bad, values[bad].tolist())} repeat"
         )
 
 
@@ -472,7 +461,7 @@ def _as_building_blocks(frame: Any, n: int) -> pd.DataFrame:
         raise DELDataError("building_blocks: expected at least one cycle column, got none")
     columns = {}
     for cycle in frame.columns:
-        columns[str(cycle)] = _as_strings(frame[cycle].to_numpy(dtype=object), str(cycle), n)
+        columns[str(cycle)] = as_strings(frame[cycle].to_numpy(dtype=object), str(cycle), n)
     return pd.DataFrame(columns)
 
 
@@ -493,60 +482,16 @@ def _as_poses(poses: Any, n: int) -> np.ndarray:
         bad_rows.append(start + np.flatnonzero(~finite))
     bad = np.concatenate(bad_rows) if bad_rows else np.zeros(0, dtype=np.int64)
     if bad.size:
-        raise DELDataError(f"poses: pose features must be finite; {_rows_text(bad)} hold NaN or infinite values")
+        raise DELDataError(f"poses: pose features must be finite; {rows_text(bad)} hold NaN or infinite values")
     return poses
 
 
 # ----------------------------------------------------------------------------------------------------
-# reading
+# files
 
 
-@dataclass(frozen=True)
-class _Preset:
-    """Column map for a public table layout; roles in ``optional`` may match no column."""
-
-    description: str
-    target: tuple[str, ...]
-    control: tuple[str, ...] = ()
-    smiles: str = "smiles"
-    compound_id: str | None = None
-    load: str | None = None
-    building_blocks: tuple[str, ...] | None = None
-    optional: tuple[str, ...] = ()
-
-
-PRESETS: dict[str, _Preset] = {
-    "kindel": _Preset(
-        "KinDEL parquet (DDR1 / MAPK14): three target and three matrix replicates, load, three cycles",
-        target=("seq_target_*",),
-        control=("seq_matrix_*",),
-        load="seq_load",
-        building_blocks=("smiles_a", "smiles_b", "smiles_c"),
-    ),
-    "del-dock": _Preset(
-        "DEL-Dock CA-IX table: four target replicates, two bead replicates (TPM-normalized counts)",
-        target=("ca9_exp_r*_tpm_normalized",),
-        control=("ca9_beads_r*_tpm_normalized",),
-    ),
-    "del-qsar": _Preset(
-        "DEL-QSAR DD1S table: summed target and bead counts, three cycles",
-        target=("exp_tot",),
-        control=("beads_tot",),
-        building_blocks=("cycle1", "cycle2", "cycle3"),
-    ),
-    "delpyro": _Preset(
-        "what DELData.save writes (exact round trip)",
-        target=("target:*",),
-        control=("control:*",),
-        compound_id="compound_id",
-        load="load",
-        building_blocks=("bb:*",),
-        optional=("control", "load", "building_blocks"),
-    ),
-}
-
-
-def _table_kind(path: Path) -> str:
+def table_kind(path: Path) -> str:
+    """ "parquet", "tsv" or "csv" from a path's suffix (compression suffixes skipped)."""
     suffixes = [s.lower() for s in path.suffixes]
     compression = {".gz", ".bz2", ".xz", ".zip", ".zst"}
     while suffixes and suffixes[-1] in compression:
@@ -561,436 +506,9 @@ def _table_kind(path: Path) -> str:
     raise DELDataError(f"{path}: unknown table format {last or '(no suffix)'!r}; expected .csv, .tsv or .parquet")
 
 
-def _sidecar_paths(path: Path) -> tuple[Path, Path]:
+def sidecar_paths(path: Path) -> tuple[Path, Path]:
     """``screen.poses.npy`` and ``screen.attrs.json`` beside ``screen.csv`` (or ``screen.csv.gz``)."""
     stem = path.name
     for suffix in reversed(path.suffixes):
         stem = stem[: -len(suffix)]
     return path.with_name(stem + ".poses.npy"), path.with_name(stem + ".attrs.json")
-
-
-def _resolve(
-    columns: Sequence[str],
-    patterns: str | Sequence[str] | None,
-    role: str,
-    preset: str | None,
-    optional: bool = False,
-) -> list[str]:
-    """Column names for ``patterns`` (exact names or globs), in table order; missing ones are errors."""
-    if patterns is None:
-        return []
-    found: list[str] = []
-    for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        if pattern in columns:
-            matches = [pattern]
-        elif any(ch in pattern for ch in "*?["):
-            matches = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
-        else:
-            matches = []
-        if not matches and not optional:
-            where = f" (preset {preset!r})" if preset else ""
-            listed = ", ".join(repr(c) for c in list(columns)[:20]) + (", ..." if len(columns) > 20 else "")
-            raise DELDataError(
-                f"column {pattern!r} for {role}{where} is missing from the table; its columns are {listed}"
-            )
-        found.extend(m for m in matches if m not in found)
-    return found
-
-
-def invalid_smiles(smiles: Sequence[str]) -> np.ndarray:
-    """Positions of entries RDKit cannot parse (missing and empty strings included)."""
-    from rdkit import Chem, rdBase
-
-    bad = []
-    with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized in our error
-        for i, s in enumerate(smiles):
-            if not isinstance(s, str) or not s.strip() or Chem.MolFromSmiles(s) is None:
-                bad.append(i)
-    return np.asarray(bad, dtype=np.int64)
-
-
-def read_counts(
-    source: str | Path | pd.DataFrame,
-    *,
-    target: str | Sequence[str] | None = None,
-    control: str | Sequence[str] | None = (),
-    smiles: str = "smiles",
-    compound_id: str | None = None,
-    load: str | None = None,
-    building_blocks: str | Sequence[str] | None = None,
-    poses: np.ndarray | str | Path | None = None,
-    preset: str | None = None,
-    on_invalid_smiles: str = "error",
-    report: list[str] | None = None,
-) -> DELData:
-    """Read a screen from a CSV, TSV or parquet path, or a DataFrame, into a validated :class:`DELData`.
-
-    Args:
-        source: a path (``.csv``, ``.tsv``, ``.parquet``; compressed CSV such as ``.csv.gz`` works) or a
-            DataFrame.
-        target: target replicate count columns: a list of names, or a glob such as ``"seq_target_*"``.
-        control: control (bead / matrix) replicate count columns, likewise; may be empty.
-        smiles: the SMILES column.
-        compound_id: a column of unique ids; by default ids are made from the row positions
-            (``row0``, ``row1``, ... zero-padded).
-        load: a column of pre-selection counts or relative abundance.
-        building_blocks: building-block id columns, one per cycle (names or a glob).
-        poses: docked-pose features ``[n_rows, n_poses, n_pose_features]``: an array or a ``.npy`` path
-            (memory-mapped). With ``preset="delpyro"`` the ``.poses.npy`` beside the table is read.
-        preset: fills the column map for a public layout: ``"kindel"``, ``"del-dock"``, ``"del-qsar"`` or
-            ``"delpyro"`` (see ``PRESETS``). Arguments given explicitly win over the preset.
-        on_invalid_smiles: ``"error"`` raises naming the rows; ``"drop"`` drops those rows and reports
-            how many and which (a warning, and a line appended to ``report`` when given).
-        report: a list that collects notes on what was done (rows dropped).
-
-    Raises:
-        DELDataError: naming the column, the first offending rows, and what was expected.
-
-    >>> import pandas as pd
-    >>> table = pd.DataFrame({"smiles": ["CCO", "c1ccccc1"], "t1": [0, 4], "t2": [1, 3], "beads": [0, 0]})
-    >>> read_counts(table, target="t*", control=["beads"]).target_counts.tolist()
-    [[0, 1], [4, 3]]
-    """
-    if on_invalid_smiles not in ("error", "drop"):
-        raise ValueError(f"on_invalid_smiles must be 'error' or 'drop', got {on_invalid_smiles!r}")
-    optional: tuple[str, ...] = ()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise DELDataError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-        spec = PRESETS[preset]
-        target = spec.target if target is None else target
-        control = spec.control if not control else control
-        compound_id = compound_id or spec.compound_id
-        load = load or spec.load
-        building_blocks = building_blocks or spec.building_blocks
-        optional = spec.optional
-    if target is None:
-        raise DELDataError("read_counts: name the target replicate columns (target=...) or give a preset")
-
-    # the header first, so that string columns can be read as strings
-    table: pd.DataFrame | None = None
-    if isinstance(source, pd.DataFrame):
-        table = source.rename(columns=str)
-        columns = list(table.columns)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise DELDataError(f"{path}: no such file")
-        kind = _table_kind(path)
-        if kind == "parquet":
-            table = pd.read_parquet(path).rename(columns=str)
-            columns = list(table.columns)
-        else:
-            sep = "\t" if kind == "tsv" else ","
-            columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
-
-    def resolve(patterns: Any, role: str, key: str) -> list[str]:
-        return _resolve(columns, patterns, role, preset, optional=key in optional)
-
-    target_columns = resolve(target, "target counts", "target")
-    control_columns = resolve(control, "control counts", "control")
-    smiles_column = resolve(smiles, "smiles", "smiles")[0]
-    id_column = (resolve(compound_id, "compound ids", "compound_id") or [None])[0]
-    load_column = (resolve(load, "load", "load") or [None])[0]
-    bb_columns = resolve(building_blocks, "building blocks", "building_blocks")
-    overlap = set(target_columns) & set(control_columns)
-    if overlap:
-        raise DELDataError(f"columns {sorted(overlap)} are named both as target and as control counts")
-    truth_columns = [c for c in columns if c.startswith("truth:")] if preset == "delpyro" else []
-
-    if table is None:
-        strings = {c: str for c in [smiles_column, id_column, *bb_columns] if c}
-        # pandas 3 parses floats exactly by default; pandas 2 needs to be asked
-        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-        table = pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact)
-    n_rows = len(table)
-    if n_rows == 0:
-        raise DELDataError("the table is empty: expected at least one compound row")
-
-    smiles_values = np.array(
-        ["" if _is_missing_string(v) else str(v) for v in table[smiles_column].to_numpy(dtype=object)],
-        dtype=object,
-    )
-    pose_array = _load_poses(poses, source, preset)
-    if pose_array is not None and pose_array.shape[0] != n_rows:
-        raise DELDataError(f"poses: the pose array has {pose_array.shape[0]} rows but the table has {n_rows} rows")
-
-    keep = np.arange(n_rows)
-    bad_smiles = invalid_smiles(smiles_values)
-    if bad_smiles.size:
-        shown = smiles_values[bad_smiles].tolist()
-        if on_invalid_smiles == "error":
-            raise DELDataError(
-                f"column {smiles_column!r}: expected SMILES that RDKit can parse; "
-                f"{_rows_text(bad_smiles, shown)} cannot be parsed (on_invalid_smiles='drop' drops them)"
-            )
-        note = (
-            f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse: "
-            f"{_rows_text(bad_smiles, shown)}"
-        )
-        warnings.warn(note, stacklevel=2)
-        if report is not None:
-            report.append(note)
-        keep = np.setdiff1d(keep, bad_smiles)
-        if keep.size == 0:
-            raise DELDataError(f"column {smiles_column!r}: no row has a SMILES that RDKit can parse")
-        # the rows are dropped after the screen is assembled (so that any other error names the table's
-        # own row numbers); until then an empty or missing SMILES must not fail the string check
-        smiles_values[bad_smiles] = "*"
-
-    if id_column:
-        ids = _as_strings(table[id_column].to_numpy(dtype=object), id_column, n_rows)
-        _check_unique(ids, id_column)
-    else:
-        width = len(str(n_rows - 1))
-        ids = np.array([f"row{i:0{width}d}" for i in range(n_rows)], dtype=object)
-
-    def strip(names: list[str], prefix: str) -> list[str]:
-        if preset != "delpyro":
-            return names
-        return [c[len(prefix) :] if c.startswith(prefix) else c for c in names]
-
-    attrs: dict[str, Any] = {}
-    if preset == "delpyro" and not isinstance(source, pd.DataFrame):
-        attrs_path = _sidecar_paths(Path(source))[1]
-        if attrs_path.exists():
-            attrs = json.loads(attrs_path.read_text())
-
-    data = DELData(
-        target_counts=_as_counts(table[target_columns].to_numpy(), "target_counts", target_columns),
-        control_counts=(
-            _as_counts(table[control_columns].to_numpy(), "control_counts", control_columns)
-            if control_columns
-            else np.zeros((n_rows, 0), dtype=np.int64)
-        ),
-        smiles=smiles_values,
-        compound_id=ids,
-        load=_as_load(table[load_column].to_numpy(), load_column) if load_column else None,
-        building_blocks=(
-            pd.DataFrame(
-                {
-                    name: _as_strings(table[c].to_numpy(dtype=object), c, n_rows)
-                    for name, c in zip(strip(bb_columns, "bb:"), bb_columns, strict=True)
-                }
-            )
-            if bb_columns
-            else None
-        ),
-        poses=pose_array,
-        truth=(
-            pd.DataFrame({c[len("truth:") :]: table[c].to_numpy() for c in truth_columns}) if truth_columns else None
-        ),
-        target_names=strip(target_columns, "target:"),
-        control_names=strip(control_columns, "control:"),
-        attrs=attrs,
-    )
-    del table  # the pandas copy of the table; pyarrow keeps the memory of what it read in its pool
-    _release_arrow_memory()
-    return data if keep.size == n_rows else data.subset(keep)
-
-
-def _release_arrow_memory() -> None:
-    """Give pyarrow's pooled memory back to the system: after a parquet read its allocator holds on to
-    the freed buffers, about as much again as the table (hundreds of MB for a million compounds)."""
-    try:
-        import pyarrow
-    except ImportError:
-        return
-    pyarrow.default_memory_pool().release_unused()
-
-
-def _load_poses(poses: Any, source: Any, preset: str | None) -> np.ndarray | None:
-    """The pose array from an array or a .npy path (memory-mapped); the delpyro sidecar by default."""
-    if poses is None and preset == "delpyro" and not isinstance(source, pd.DataFrame):
-        beside = _sidecar_paths(Path(source))[0]
-        poses = beside if beside.exists() else None
-    if poses is None:
-        return None
-    if isinstance(poses, (str, Path)):
-        path = Path(poses)
-        if not path.exists():
-            raise DELDataError(f"poses: {path}: no such file")
-        poses = np.load(path, mmap_mode="r")
-    array = poses if isinstance(poses, np.ndarray) else np.asarray(poses, dtype=np.float32)
-    if array.ndim != 3:
-        raise DELDataError(f"poses: expected an array [n_compounds, n_poses, n_pose_features], got shape {array.shape}")
-    return array
-
-
-# ----------------------------------------------------------------------------------------------------
-# splits
-
-
-def split(
-    data: DELData,
-    how: str = "random",
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
-    cycle: str | None = None,
-) -> tuple[DELData, DELData, DELData]:
-    """Split a screen into train, validation and test sets.
-
-    Args:
-        how: ``"random"`` assigns compounds at random; ``"building_block"`` holds out whole building
-            blocks of one cycle, so validation and test compounds share no building block of that cycle
-            with training compounds (the generalization test DEL papers use).
-        fractions: shares of compounds for train, validation and test (they sum to 1). With
-            ``"building_block"`` the shares are met as closely as whole building blocks allow.
-        seed: the same seed gives the same split.
-        cycle: the cycle whose building blocks are held out; by default the one with the most blocks.
-
-    Returns:
-        ``(train, val, test)`` DELData; together they hold every compound exactly once.
-    """
-    fractions = tuple(float(f) for f in fractions)  # type: ignore[assignment]
-    if len(fractions) != 3 or any(f < 0 or not math.isfinite(f) for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    rng = np.random.default_rng(seed)
-    n = data.n_compounds
-    if how == "random":
-        order = rng.permutation(n)
-        n_train = round(fractions[0] * n)
-        n_val = min(n - n_train, round(fractions[1] * n))
-        parts = [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
-    elif how == "building_block":
-        if data.building_blocks is None:
-            raise DELDataError("split(how='building_block'): the screen has no building-block columns")
-        frame = data.building_blocks
-        if cycle is None:
-            cycle = max(frame.columns, key=lambda c: frame[c].nunique())
-        if cycle not in frame.columns:
-            raise DELDataError(f"split: cycle {cycle!r} is not a building-block column; have {list(frame.columns)}")
-        codes, blocks = pd.factorize(frame[cycle])
-        if len(blocks) < 3 and min(fractions) > 0:
-            raise DELDataError(
-                f"split: cycle {cycle!r} has {len(blocks)} building blocks; at least 3 are needed to hold out"
-            )
-        sizes = np.bincount(codes, minlength=len(blocks))
-        order = rng.permutation(len(blocks))
-        targets = np.cumsum(fractions)[:2] * n
-        assignment = np.empty(len(blocks), dtype=np.int64)
-        cumulative = 0
-        for block in order:
-            # place the block in the set whose cumulative boundary its midpoint falls before
-            midpoint = cumulative + sizes[block] / 2
-            assignment[block] = int(np.searchsorted(targets, midpoint, side="right"))
-            cumulative += sizes[block]
-        # every set asked for gets at least one block when there are enough blocks
-        for which in range(3):
-            if fractions[which] > 0 and not (assignment == which).any():
-                donor = np.bincount(assignment, weights=sizes, minlength=3).argmax()
-                candidates = np.flatnonzero(assignment == donor)
-                assignment[candidates[np.argmin(sizes[candidates])]] = which
-        compound_set = assignment[codes]
-        parts = [np.flatnonzero(compound_set == k) for k in range(3)]
-        parts = [rng.permutation(p) for p in parts]
-    else:
-        raise ValueError(f"how must be 'random' or 'building_block', got {how!r}")
-    return tuple(data.subset(np.sort(p)) for p in parts)  # type: ignore[return-value]
-
-
-# ----------------------------------------------------------------------------------------------------
-# minibatches
-
-
-class Minibatches:
-    """Minibatches of tensors sliced from arrays assembled once (no per-compound Python objects).
-
-    Args:
-        arrays: named arrays with the same first dimension (numpy arrays or torch tensors); each is turned
-            into a tensor once (without a copy where the dtype allows) and moved to ``device``.
-        batch_size: compounds per batch.
-        shuffle: a new permutation every epoch, from ``seed`` and the epoch number.
-        drop_last: drop the final short batch (fixed shapes, as traced models want).
-        device: where batches live.
-
-    A memory-mapped array (``np.load(path, mmap_mode="r")``, as ``read_counts`` opens a ``.npy`` of pose
-    features) is not loaded: each batch reads its rows from the file, so a screen's poses need not fit
-    in memory. Every other array is turned into one tensor up front.
-
-    Each batch is a dict of tensors with the same keys plus ``"index"`` (int64 row positions) and
-    ``"size"`` (the number of rows in all, a Python int: what a subsampled plate scales to).
-
-    >>> import numpy as np
-    >>> batches = Minibatches({"counts": np.arange(10).reshape(5, 2)}, batch_size=2, shuffle=False)
-    >>> [b["index"].tolist() for b in batches]
-    [[0, 1], [2, 3], [4]]
-    """
-
-    def __init__(
-        self,
-        arrays: Mapping[str, Any],
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        seed: int = 0,
-        device: str | Any = "cpu",
-    ) -> None:
-        import torch
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.mapped: dict[str, np.ndarray] = {}  # memory-mapped arrays stay on disk; batches are read from them
-        lengths = set()
-        for name, array in arrays.items():
-            if array is None:
-                continue
-            if isinstance(array, np.memmap) or (isinstance(array, np.ndarray) and isinstance(array.base, np.memmap)):
-                self.mapped[name] = array
-                lengths.add(int(array.shape[0]))
-                continue
-            if not isinstance(array, torch.Tensor):
-                array = np.asarray(array)
-                if not array.flags.writeable:  # torch needs writable memory
-                    array = np.array(array)
-                array = np.ascontiguousarray(array)
-                array = torch.from_numpy(array)
-            self.tensors[name] = array.to(device)
-            lengths.add(int(array.shape[0]))
-        if len(lengths) != 1:
-            raise ValueError(f"arrays must share their first dimension, got lengths {sorted(lengths)}")
-        self.n = lengths.pop()
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.device = device
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.n // self.batch_size
-        return math.ceil(self.n / self.batch_size)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        import torch
-
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=generator).to(self.device)
-        else:
-            order = None
-        self.epoch += 1
-        stop = (self.n // self.batch_size) * self.batch_size if self.drop_last else self.n
-        for start in range(0, stop, self.batch_size):
-            end = min(start + self.batch_size, stop)
-            if order is None:
-                batch = {name: t[start:end] for name, t in self.tensors.items()}
-                batch["index"] = torch.arange(start, end, device=self.device)
-                for name, array in self.mapped.items():
-                    batch[name] = torch.from_numpy(np.array(array[start:end])).to(self.device)
-            else:
-                index = order[start:end]
-                batch = {name: t.index_select(0, index) for name, t in self.tensors.items()}
-                batch["index"] = index
-                if self.mapped:  # rows in file order read faster; put them back in batch order after
-                    rows = index.cpu().numpy()
-                    ascending = np.argsort(rows, kind="stable")
-                    for name, array in self.mapped.items():
-                        block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-                        block[ascending] = array[rows[ascending]]
-                        batch[name] = torch.from_numpy(block).to(self.device)
-            batch["size"] = self.n
-            yield batch

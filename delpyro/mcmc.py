@@ -2,82 +2,30 @@
 
 :func:`run_nuts` samples the posterior of a model made only of latent terms (building blocks,
 per-compound effects, intercepts) and latent globals by the No-U-Turn sampler, one chain after another,
-and returns an :class:`MCMCResult`. It answers to ``predict``, ``global_sites``, ``sample_globals``,
-``globals_summary`` and ``building_block_effects`` like a variational fit, so the two can be compared
-site by site; ``diagnostics`` holds r_hat and the effective sample size of every latent site.
+and returns an :class:`~delpyro.results.MCMCResult`. It answers to ``predict``, ``global_sites``,
+``sample_globals``, ``globals_summary`` and ``building_block_effects`` like a variational fit, so the two
+can be compared site by site; ``diagnostics`` holds r_hat and the effective sample size of every latent site.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
-from pyro.poutine.util import prune_subsample_sites
-from torch import nn
 
-from delpyro.data import DELData, Minibatches
-from delpyro.infer import EMA, FitResult
-from delpyro.model import DELModel, ModelConfig
+from delpyro.batches import Minibatches
+from delpyro.config import ModelConfig
+from delpyro.data import DELData
+from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED
+from delpyro.encoding import Encoding
+from delpyro.model import DELModel
+from delpyro.results import MCMCResult
 
-__all__ = ["MCMCResult", "SamplesGuide", "run_nuts"]
-
-
-class SamplesGuide(nn.Module):
-    """A guide that draws one stored posterior sample per call (a random one, from torch's generator).
-
-    Local sites (the screened compounds' effects, ``[n_samples, n_screened, n_arms]``) are drawn in the
-    model's screened-compound plate for the batch's screened compounds, so ``predict`` treats it like an
-    autoguide.
-    """
-
-    def __init__(self, samples: dict[str, torch.Tensor], local_sites: set[str], model: DELModel) -> None:
-        super().__init__()
-        self.samples = samples
-        self.local_sites = local_sites
-        self.create_plates = model.create_plates
-        self.n_samples = next(iter(samples.values())).shape[0]
-        self.prototype_trace = prune_subsample_sites(pyro.poutine.trace(self).get_trace(model.example_batch()))
-
-    def draw(self, batch: dict[str, Any], count: int) -> dict[str, torch.Tensor]:
-        """``count`` stored samples at once (random ones): ``{site: [count, ...]}``, the local sites for the
-        batch's screened compounds in the plate's order (as :meth:`forward` gives one)."""
-        chosen = torch.randint(self.n_samples, (count,))
-        out = {}
-        for name, values in self.samples.items():
-            if name in self.local_sites:
-                with self.create_plates(batch) as positions:
-                    out[name] = values[chosen[:, None], positions]  # no copy of every compound's draws
-            else:
-                out[name] = values[chosen]
-        return out
-
-    def forward(self, batch: dict[str, Any]) -> None:
-        s = int(torch.randint(self.n_samples, ()))
-        for name, values in self.samples.items():
-            if name in self.local_sites:
-                with self.create_plates(batch) as positions:
-                    pyro.sample(name, dist.Delta(values[s][positions], event_dim=1))
-            else:
-                value = values[s]
-                pyro.sample(name, dist.Delta(value, event_dim=value.dim()))
-
-
-@dataclass(eq=False)
-class MCMCResult(FitResult):
-    """Posterior samples from NUTS, with the same summaries as a variational :class:`FitResult`."""
-
-    samples: dict[str, torch.Tensor] = field(default_factory=dict)  # [n_chains, n_samples, ...]
-    diagnostics: pd.DataFrame | None = None
-
-    def save(self, path: Any) -> Any:
-        raise TypeError("an MCMC result keeps its samples in memory; save result.samples with torch.save")
+__all__ = ["run_nuts"]
 
 
 def _check_config(config: ModelConfig) -> None:
@@ -88,12 +36,10 @@ def _check_config(config: ModelConfig) -> None:
             "run_nuts samples models without networks: choose terms from 'building_blocks' and 'compound' "
             f"(got {terms or 'the default network terms'})"
         )
-    if config.likelihood in ("zip", "zinb") and config.gates == "learned":
-        raise ValueError("run_nuts needs every global latent or fixed: use gates='global' or 'fixed'")
-    if config.likelihood in ("nb", "zinb") and config.concentration != "latent":
+    if config.likelihood in ZERO_INFLATED and config.gates == "learned":
+        raise ValueError("run_nuts needs every global latent or fixed: use gates='latent' or 'fixed'")
+    if config.likelihood in NEGATIVE_BINOMIAL and config.concentration != "latent":
         raise ValueError("run_nuts needs every global latent: use concentration='latent'")
-    if config.depth_deviation < 0:
-        raise ValueError("depth_deviation must be >= 0")
 
 
 def run_nuts(
@@ -115,7 +61,7 @@ def run_nuts(
     Args:
         data: the screen (all of it is used: no subsampling).
         config: a :class:`ModelConfig` whose terms come from "building_blocks" and "compound", with every
-            global latent (``gates="global"`` or "fixed", ``concentration="latent"``); by default the
+            global latent (``gates="latent"`` or "fixed", ``concentration="latent"``); by default the
             building-block model with per-compound effects and a latent-global ZINB.
         num_samples, num_warmup, num_chains: per chain; chains start from different seeds.
         target_accept_prob, max_tree_depth: NUTS's step-size target and the cap on its trajectory (2**depth
@@ -129,15 +75,16 @@ def run_nuts(
     config = config or ModelConfig(
         terms=("building_blocks", "compound"),
         likelihood="zinb",
-        gates="global",
+        gates="latent",
         concentration="latent",
         matrix_shift="latent",
     )
     _check_config(config)
-    model = DELModel(config, data)
-    if model.observation.uses_matrix_shift and config.matrix_shift == "learned":
+    encoding = Encoding.fit(data, config)
+    model = DELModel(config, encoding)
+    if model.uses_matrix_shift and config.matrix_shift == "learned":
         raise ValueError("run_nuts needs every global latent: use matrix_shift='latent' or 'none'")
-    batch = next(iter(Minibatches(model.arrays(data), data.n_compounds, shuffle=False)))
+    batch = next(iter(Minibatches(encoding.encode(data), data.n_compounds, shuffle=False)))
     chains: list[dict[str, torch.Tensor]] = []
     with model.param_scope():
         for chain in range(num_chains):
@@ -154,7 +101,6 @@ def run_nuts(
             mcmc.run(batch)
             chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
     samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
-    local = {"compound_effect"} & set(samples)
     rows = []
     for name, values in model.named_globals(samples).items():  # building-block sites by arm and family
         flat = values.reshape(num_chains, num_samples, -1).double()
@@ -163,15 +109,4 @@ def run_nuts(
         rows.append(
             {"site": name, "elements": flat.shape[-1], "max_r_hat": float(r_hat.max()), "min_ess": float(ess.min())}
         )
-    pooled = {name: values.reshape(num_chains * num_samples, *values.shape[2:]) for name, values in samples.items()}
-    guide = SamplesGuide(pooled, local, model)
-    return MCMCResult(
-        config=config,
-        model=model,
-        guide=guide,
-        svi=None,
-        ema=EMA(None),
-        seed=seed,
-        samples=samples,
-        diagnostics=pd.DataFrame(rows),
-    )
+    return MCMCResult(config=config, model=model, samples=samples, diagnostics=pd.DataFrame(rows), seed=seed)

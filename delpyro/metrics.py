@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from delpyro.data import _rows_text
+from delpyro.data import rows_text
 from delpyro.features import molecular_weight
 
 __all__ = [
@@ -80,7 +80,7 @@ def _scores(
     bad = np.flatnonzero(~np.isfinite(numeric))
     if bad.size:
         name = score if isinstance(pred, pd.DataFrame) else "pred"
-        raise ValueError(f"{name}: {_rows_text(bad, np.asarray(values)[bad].tolist())} are not finite numbers")
+        raise ValueError(f"{name}: {rows_text(bad, np.asarray(values)[bad].tolist())} are not finite numbers")
     return numeric, ids
 
 
@@ -129,7 +129,7 @@ def _to_pk(values: pd.Series, column: str, unit: str) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(numeric))
     if bad.size:
         raise ValueError(
-            f"affinities: column {column!r}, {_rows_text(bad, values.iloc[bad].tolist())} are not numbers "
+            f"affinities: column {column!r}, {rows_text(bad, values.iloc[bad].tolist())} are not numbers "
             "(censored values such as '>10000' must be removed or resolved first)"
         )
     if unit == "pK":
@@ -137,7 +137,7 @@ def _to_pk(values: pd.Series, column: str, unit: str) -> np.ndarray:
     bad = np.flatnonzero(numeric <= 0)
     if bad.size:
         raise ValueError(
-            f"affinities: column {column!r}, {_rows_text(bad, values.iloc[bad].tolist())} are not positive "
+            f"affinities: column {column!r}, {rows_text(bad, values.iloc[bad].tolist())} are not positive "
             f"concentrations in {unit}"
         )
     return -np.log10(numeric * AFFINITY_UNITS[unit])
@@ -224,15 +224,13 @@ def match_affinities(
         pred_keys = np.asarray(_canonical(pred_smiles), dtype=object)
         bad = np.flatnonzero([k is None for k in pred_keys])
         if bad.size:
-            raise ValueError(
-                f"pred smiles: {_rows_text(bad, pred_smiles[bad].tolist())} are not SMILES RDKit can parse"
-            )
+            raise ValueError(f"pred smiles: {rows_text(bad, pred_smiles[bad].tolist())} are not SMILES RDKit can parse")
         raw = affinities[smiles_column].tolist()
         keys = np.asarray(_canonical(raw), dtype=object)
         bad = np.flatnonzero([k is None for k in keys])
         if bad.size:
             raise ValueError(
-                f"affinities: column {smiles_column!r}, {_rows_text(bad, [raw[i] for i in bad])} are not SMILES "
+                f"affinities: column {smiles_column!r}, {rows_text(bad, [raw[i] for i in bad])} are not SMILES "
                 "that RDKit can parse"
             )
     else:
@@ -243,7 +241,7 @@ def match_affinities(
     duplicated = lookup.index.duplicated()
     if duplicated.any():
         raise ValueError(
-            f"pred: {on} values are not unique: {_rows_text(np.flatnonzero(duplicated), pred_keys[duplicated])}"
+            f"pred: {on} values are not unique: {rows_text(np.flatnonzero(duplicated), pred_keys[duplicated])}"
         )
     found = np.isin(keys, pred_keys)
     if not found.any():
@@ -431,7 +429,7 @@ def _booleans(values: pd.Series) -> np.ndarray:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(~numeric.isin([0, 1]).to_numpy())
     if bad.size:
-        raise ValueError(f"truth: {_rows_text(bad, values.iloc[bad].tolist())} are not booleans (or 0/1)")
+        raise ValueError(f"truth: {rows_text(bad, values.iloc[bad].tolist())} are not booleans (or 0/1)")
     return numeric.to_numpy() == 1
 
 
@@ -462,7 +460,7 @@ def hit_recovery(
     values, positions = _aligned(truth, ids, len(scores), truth_column)
     if values.isna().any():
         bad = np.flatnonzero(values.isna().to_numpy())
-        raise ValueError(f"truth: {_rows_text(bad)} are missing")
+        raise ValueError(f"truth: {rows_text(bad)} are missing")
     hits = _booleans(values)
     scores = scores[positions]
     ks = [top_k] if isinstance(top_k, int | np.integer) else list(top_k)
@@ -538,7 +536,7 @@ def calibration(
     true = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(true))
     if bad.size:
-        raise ValueError(f"truth: {_rows_text(bad, values.iloc[bad].tolist())} are not finite numbers")
+        raise ValueError(f"truth: {rows_text(bad, values.iloc[bad].tolist())} are not finite numbers")
     rows = []
     for level in levels:
         level = float(level)

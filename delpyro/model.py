@@ -1,14 +1,65 @@
-"""The Pyro model of a DEL screen: enrichment terms + observation model + configuration.
+r"""The Pyro model of a DEL screen: :meth:`DELModel.forward` holds every plate and sample site, top to bottom.
 
-Read top to bottom, :meth:`DELModel.forward` is the whole generative story of one minibatch::
+The generative story of the default model (``ModelConfig()``), natural logs throughout. Compound i has
+a fingerprint x_i, building blocks b_k(i) in each cycle k, and reads in control replicates r (bead
+selections) and target replicates s. Arms: the target enrichment t and the matrix (bead) enrichment m.
 
-    for each compound i in the batch (a subsampled plate over the screen):
-        log t_i, log m_i = sum of the terms' outputs (fingerprint net, pose attention net, ...)
-        control counts[i, r] ~ Likelihood(depth_r * load_i * m_i)                 (replicate plate)
-        target counts[i, s]  ~ Likelihood(depth_s * load_i * combine(m_i, t_i))    (replicate plate)
+Observation globals, per count arm a in {control, target}::
 
-Network weights are point estimates (Pyro params). :class:`ModelConfig` holds every setting;
-``ModelConfig.preset("del-dock")`` reproduces DEL-Dock (Shmilovich et al. 2022).
+    gate_a           ~ Beta(gate_prior)                            zero-inflation probability   (gates="latent")
+    concentration_a  ~ LogNormal(log nb_concentration, 1.5)        NB inverse overdispersion    (concentration="latent")
+    delta            learned point estimate, or ~ Normal(0, 1)     matrix shift in the target arm (matrix_shift)
+    dev_{a,r}        ~ Normal(0, depth_deviation)                  per replicate, when depth_deviation > 0
+    log depth_{a,r}  = log(total reads of r / n_compounds) + dev_{a,r}
+
+Building blocks (term "building_blocks"), per enrichment arm e in {target, matrix} and family f (each cycle
+k, and each pair of cycles (k, l): the disynthons)::
+
+    sigma_{e,f}      ~ HalfNormal(bb_prior_scale)
+    z_{e,f,j}        ~ Normal(0, 1)                                j = every block (or pair) seen, + 1 unseen slot
+    beta_{e,f,j}     = sigma_{e,f} * (z_{e,f,j} - mean over seen slots of z_{e,f})     (cycles)
+                     = sigma_{e,f} * (z_{e,f,j} centred within its row, then its column)  (pairs)
+    beta_{e,f,unseen} = sigma_{e,f} * z_{e,f,unseen}
+
+so block effects sum to zero within a cycle and pair effects are interactions only; the level is carried
+by the network (or an intercept). Blocks and pairs never seen in training share the unseen slot, whose
+posterior stays the prior.
+
+Per-compound effects (term "compound"), for every compound of the training screen (local: a subsampled
+plate over the screened compounds)::
+
+    sigma_t, sigma_m ~ HalfNormal(compound_prior_scale)
+    (w_i, u^m_i)     ~ MultivariateNormal(0, [[sigma_t^2 + sigma_m^2, sigma_m^2], [sigma_m^2, sigma_m^2]])
+    u^t_i            = w_i - u^m_i
+    (without controls: u^t_i = sigma_t * z_i, z_i ~ Normal(0, 1))
+
+A compound never screened draws its effect from this prior (integrated over, outside the joint density).
+
+Enrichments and counts, for compound i in the batch::
+
+    log t_i = f_t(x_i) + sum_f beta_{t, f, code_f(i)} + u^t_i
+    log m_i = f_m(x_i) + sum_f beta_{m, f, code_f(i)} + u^m_i
+    log load_i         = log(load_i + c) - log mean(load + c)
+    control[i, r]      ~ ZINB(rate = exp(log m_i + log load_i + log depth_{c,r}), gate_c, concentration_c)
+    target[i, s]       ~ ZINB(rate = exp(log g_i + log load_i + log depth_{t,s}), gate_t, concentration_t)
+    g_i = m_i e^delta + t_i   ("additive", DEL-Dock)   |   m_i t_i   ("multiplicative", DEL-Compose)
+
+f_t and f_m are the heads of the fingerprint network (:class:`~delpyro.nets.FingerprintNet`; with poses the
+target head is the pose network's, :class:`~delpyro.nets.PoseNet`). Without a fingerprint network each arm
+gets an intercept ~ Normal(0, 5); without controls there is no matrix arm and g_i = t_i. ZINB(rate, pi, phi)
+is a structural zero with probability pi, else a negative binomial of mean rate and variance rate +
+rate^2 / phi; the likelihood may also be Poisson, ZIP or NB (:mod:`delpyro.distributions`). Network
+weights, and gates, concentrations or delta when "learned", are point estimates (Pyro params).
+
+Sites (names are the constants below; :data:`LOCAL_SITES` are the per-compound ones a guide covers):
+``control_gate``, ``target_gate``, ``control_concentration``, ``target_concentration``,
+``target_matrix_shift``, ``control_depth_deviation``, ``target_depth_deviation``, ``target_intercept``,
+``matrix_intercept``, ``bb_scale`` ``[arms, families]``, ``bb_z`` ``[arms, slots]`` (every family's slots one
+after another: a site costs every training step a fixed amount of bookkeeping), ``compound_scale``,
+``compound_matrix_scale``, ``compound_effect`` ``[screened, arms]``, ``new_compound_effect``, and the observed
+``control_counts`` ``[batch, replicates]`` and ``target_counts``. In evaluation the model also records
+``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect`` and
+``compound_matrix_effect`` (deterministic sites, ``[batch, 1]``).
 
 Every DELModel owns its own Pyro parameter store (:meth:`DELModel.param_scope`), so several models fitted
 in one kernel never share parameters.
@@ -16,405 +67,185 @@ in one kernel never share parameters.
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
+import pandas as pd
 import pyro
+import pyro.distributions as dist
 import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from delpyro.data import DELData, DELDataError
-from delpyro.features import fingerprints
-from delpyro.observation import Observation, load_offset, log_depth_offsets
-from delpyro.terms import BuildingBlockTerm, CompoundTerm, FingerprintTerm, InterceptTerm, PoseTerm
+from delpyro.config import ModelConfig
+from delpyro.data import DELData
+from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED, count_distribution
+from delpyro.effects import (
+    BuildingBlockEffects,
+    compound_parts,
+    compound_prior,
+    effects_in_batch_order,
+    screened_positions,
+)
+from delpyro.encoding import Encoding
+from delpyro.keys import (
+    BLOCK_CODES,
+    CONTROL_COUNTS,
+    FINGERPRINTS,
+    INDEX,
+    LOG_LOAD,
+    POSES,
+    SCREEN_SIZE,
+    TARGET_COUNTS,
+    TRAINING_POSITION,
+)
+from delpyro.nets import FingerprintNet, PoseNet
 
-__all__ = ["PRESETS", "DELModel", "DataSpec", "ModelConfig", "building_block_codes"]
+__all__ = [
+    "BB_EFFECTS",
+    "BB_SCALE",
+    "BB_Z",
+    "COMPOUND_EFFECT",
+    "LOCAL_SITES",
+    "DELModel",
+    "NetworkEnrichments",
+]
 
-TERMS = ("fingerprint", "poses", "building_blocks", "compound")
-
-
-@dataclass
-class ModelConfig:
-    """Every setting of a delpyro model and of its training. Build one, or start from a preset.
-
-    >>> ModelConfig.preset("del-dock").target_gate
-    0.5488
-    """
-
-    # ---- enrichment terms
-    #: Terms summed into the log enrichments, from "fingerprint", "poses" (networks), "building_blocks"
-    #: (hierarchical block and disynthon effects) and "compound" (a per-compound effect); None: every term
-    #: the training screen supports ("fingerprint"; "poses" when it has poses; "building_blocks" when it has
-    #: building-block ids; "compound"). Without "fingerprint" a latent intercept is added.
-    terms: tuple[str, ...] | None = None
-    #: Prior scale (HalfNormal) of the building-block family scales and of the per-compound effect's scale.
-    bb_prior_scale: float = 1.0
-    #: Whether the building-block term has disynthon families (one per pair of cycles) besides the blocks.
-    bb_pairs: bool = True
-    compound_prior_scale: float = 1.0
-    #: Morgan fingerprint radius, length in bits, and whether chirality is encoded.
-    fingerprint_radius: int = 3
-    fingerprint_bits: int = 2048
-    fingerprint_chirality: bool = True
-    #: h: hidden width of the residual blocks; embeddings are 2h wide.
-    hidden_size: int = 128
-    #: Residual blocks after the input layer of the fingerprint and pose encoders.
-    n_blocks: int = 2
-    #: Residual blocks after the fingerprint embedding is added to every pose embedding.
-    n_post_blocks: int = 1
-    #: Dropout probability inside residual blocks (training only).
-    dropout: float = 0.1
-    #: "relu" | "gelu" | "silu" | "elu" | "tanh".
-    activation: str = "relu"
-    #: Pooling over poses: "gated_attention" | "mean".
-    pooling: str = "gated_attention"
-    #: Width of the gated attention's hidden layer; None: hidden_size.
-    attention_size: int | None = None
-    # ---- observation model
-    #: Count likelihood: "poisson" | "zip" | "nb" | "zinb".
-    likelihood: str = "zinb"
-    #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
-    combine: str = "additive"
-    #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there) |
-    #: "global" (latent, one per arm, Beta(gate_prior) prior) | "per_compound" (a head of the fingerprint
-    #: network gives every compound its own gate, as DEL-Compose does).
-    gates: str = "global"
-    #: Beta prior (a, b) of a latent gate.
-    gate_prior: tuple[float, float] = (1.0, 1.0)
-    #: Gate probabilities of the control and target arms (fixed values, or where learning starts).
-    control_gate: float = 0.007528
-    target_gate: float = 0.5488
-    #: Initial NB concentration (inverse overdispersion) of each arm; the prior median when latent.
-    nb_concentration: float = 10.0
-    #: NB concentration per arm: "learned" (a point estimate) | "latent" (LogNormal(log nb_concentration, 1.5)).
-    concentration: str = "latent"
-    #: Prior sd of a latent per-replicate deviation of the log depth around its library-size offset (0: none).
-    depth_deviation: float = 0.0
-    #: A shift delta of the matrix enrichment in the target arm, log rate = log(m e^delta + t) ("additive"
-    #: combine with controls only): "learned" (a point estimate) | "latent" (Normal(0, 1) prior) | "none".
-    #: The arms are normalized by their own library sizes, which differ when the target retains more;
-    #: delta carries that ratio.
-    matrix_shift: str = "learned"
-    #: Library-size normalization: a log(column total / n_compounds) offset per replicate.
-    normalize_depth: bool = True
-    #: Use the load (pre-selection counts) as a log offset when the data has one.
-    use_load: bool = True
-    # ---- inference and training
-    #: Variational family: "auto_normal" | "auto_lowrank" | "auto_delta".
-    guide: str = "auto_normal"
-    #: "trace_elbo" | "meanfield" (analytic KL where available).
-    loss: str = "trace_elbo"
-    #: ClippedAdam: learning rate, gradient-norm clip, betas and weight decay.
-    lr: float = 2e-4
-    clip_norm: float = 10.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    #: The learning rate is multiplied by lr_decay over lr_decay_steps steps (geometrically, every step).
-    lr_decay: float = 1.0
-    lr_decay_steps: int = 1000
-    #: Learning rate of the per-compound guide parameters (the "compound" term), which move only once an
-    #: epoch; None: lr.
-    local_lr: float | None = 0.05
-    #: Initial scale of the guide's per-compound effects (the "compound" term).
-    local_init_scale: float = 0.3
-    #: Learning rate of the guide's other parameters (the latent globals: building-block effects, scales,
-    #: gates, concentrations); None: lr.
-    guide_lr: float | None = 0.05
-    #: Compounds per training step and passes over the training screen.
-    batch_size: int = 256
-    epochs: int = 20
-    #: Decay of the exponential moving average of the parameters used for evaluation and prediction
-    #: (None: no averaging). Early steps use min(decay, (1 + step) / (10 + step)).
-    ema_decay: float | None = 0.999
-    #: The preset this configuration came from ("custom" when built by hand).
-    name: str = "custom"
-
-    def __post_init__(self) -> None:
-        if self.terms is not None:
-            self.terms = tuple(self.terms)
-            unknown = set(self.terms) - set(TERMS)
-            if unknown:
-                raise ValueError(f"unknown terms {sorted(unknown)}; expected some of {TERMS}")
-        self.betas = tuple(self.betas)  # type: ignore[assignment]
-        self.gate_prior = tuple(self.gate_prior)  # type: ignore[assignment]
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A named configuration (see ``PRESETS``), with any field overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-        return dataclasses.replace(PRESETS[name], **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        return cls(**values)
+# ---- site names (per arm: fill in ``arm``)
+GATE = "{arm}_gate"
+CONCENTRATION = "{arm}_concentration"
+DEPTH_DEVIATION = "{arm}_depth_deviation"
+MATRIX_SHIFT = "target_matrix_shift"
+INTERCEPT = "{arm}_intercept"
+BB_SCALE = "bb_scale"
+BB_Z = "bb_z"
+#: every family's effects, ``[arms, slots]``: derived from ``bb_scale`` and ``bb_z``, not a site
+BB_EFFECTS = "bb_effects"
+COMPOUND_SCALE = "compound_scale"
+COMPOUND_MATRIX_SCALE = "compound_matrix_scale"
+COMPOUND_EFFECT = "compound_effect"
+NEW_COMPOUND_EFFECT = "new_compound_effect"
+COUNTS = "{arm}_counts"
+LOG_TARGET_ENRICHMENT = "log_target_enrichment"
+LOG_MATRIX_ENRICHMENT = "log_matrix_enrichment"
+COMPOUND_EFFECT_ON = "compound_{arm}_effect"
+#: The per-compound sites a guide covers: they sit in the plate of screened compounds, indexed by each
+#: compound's position in the training screen; every other latent site is global.
+LOCAL_SITES = (COMPOUND_EFFECT,)
+# ---- point estimates (Pyro params) of the "learned" settings
+GATE_LOGITS = "{arm}_gate_logits"
+LOG_CONCENTRATION = "{arm}_log_concentration"
+# ---- plates
+COMPOUND_PLATE = "compounds"
+SCREENED_PLATE = "screened"
+NEW_COMPOUND_PLATE = "new_compounds"
+#: plates of the per-compound sites (what tells a global site from a local one)
+COMPOUND_PLATES = (COMPOUND_PLATE, SCREENED_PLATE)
 
 
-PRESETS: dict[str, ModelConfig] = {
-    "default": ModelConfig(name="default"),
-    # DEL-Dock: fingerprint + 20 docked poses (224 GNINA CNN features each), gated attention, matrix and
-    # target heads through exp, ZIP with fixed gates, rates without depth or load offsets, AutoNormal,
-    # ClippedAdam(lr 1e-4, clip 0.1, betas (0.95, 0.999), no weight decay, lr x0.1 over 1250 steps),
-    # Trace_ELBO, batch 64, EMA 0.999.
-    "del-dock": ModelConfig(
-        name="del-dock",
-        terms=("fingerprint", "poses"),
-        fingerprint_radius=3,
-        fingerprint_bits=2048,
-        fingerprint_chirality=True,
-        hidden_size=256,
-        n_blocks=2,
-        n_post_blocks=1,
-        dropout=0.1,
-        activation="relu",
-        pooling="gated_attention",
-        likelihood="zip",
-        combine="additive",
-        gates="fixed",
-        control_gate=0.007528,
-        target_gate=0.5488,
-        normalize_depth=False,
-        use_load=False,
-        matrix_shift="none",
-        guide_lr=None,
-        guide="auto_normal",
-        loss="trace_elbo",
-        lr=1e-4,
-        clip_norm=0.1,
-        betas=(0.95, 0.999),
-        weight_decay=0.0,
-        lr_decay=0.1,
-        lr_decay_steps=1250,
-        batch_size=64,
-        epochs=20,
-        ema_decay=0.999,
-    ),
-}
+class NetworkEnrichments(NamedTuple):
+    """The networks' part of a batch's log enrichments (None: no such part)."""
+
+    target: torch.Tensor | None  # [batch]
+    matrix: torch.Tensor | None  # [batch]
+    gate_logits: dict[str, torch.Tensor]  # per-compound gate logits [batch] by count arm
+    attention: torch.Tensor | None  # [batch, n_poses]
 
 
-def resolve_terms(config: ModelConfig, n_poses: int, has_building_blocks: bool) -> tuple[str, ...]:
-    """The terms a configuration asks for; ``terms=None`` means every term the screen supports."""
-    if config.terms is not None:
-        return tuple(config.terms)
-    terms = ["fingerprint"]
-    if n_poses > 0:
-        terms.append("poses")
-    if has_building_blocks:
-        terms.append("building_blocks")
-    terms.append("compound")
-    return tuple(terms)
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
 
 
-@dataclass
-class DataSpec:
-    """What a model takes from its training screen: sizes, replicate names and the offsets' constants."""
-
-    target_names: list[str]
-    control_names: list[str]
-    n_poses: int = 0
-    n_pose_features: int = 0
-    log_depth_target: list[float] = field(default_factory=list)
-    log_depth_control: list[float] = field(default_factory=list)
-    load_pseudocount: float | None = None
-    load_log_mean: float | None = None
-    #: building-block ids per cycle and observed pair keys per pair of cycles (the building_blocks term)
-    bb_vocabulary: dict[str, list[str]] | None = None
-    pair_keys: dict[str, list[int]] | None = None
-    #: compound ids of the training screen, in order (the compound term's local effects are indexed so)
-    training_ids: list[str] | None = None
-
-    @classmethod
-    def from_data(cls, data: DELData, config: ModelConfig) -> DataSpec:
-        if config.normalize_depth:
-            log_depth_target = log_depth_offsets(data.target_counts, data.target_names, "target")
-            log_depth_control = log_depth_offsets(data.control_counts, data.control_names, "control")
-        else:
-            log_depth_target = np.zeros(data.n_target_replicates)
-            log_depth_control = np.zeros(data.n_control_replicates)
-        pseudocount = log_mean = None
-        if config.use_load and data.load is not None:
-            pseudocount, log_mean = load_offset(data.load)
-        terms = resolve_terms(config, data.n_poses, data.building_blocks is not None)
-        vocabulary = pair_keys = None
-        if "building_blocks" in terms:
-            if data.building_blocks is None:
-                raise DELDataError(
-                    "building_blocks: the 'building_blocks' term needs building-block id columns, and this screen "
-                    "has none; read it with read_counts(..., building_blocks=[...]) or drop the term"
-                )
-            vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
-            codes = _block_codes(data.building_blocks, vocabulary)
-            pair_keys = {
-                name: [int(v) for v in np.unique(keys)]
-                for name, keys, _ in _pair_keys(codes, vocabulary)
-                if config.bb_pairs
-            }
-        return cls(
-            target_names=list(data.target_names),
-            control_names=list(data.control_names),
-            n_poses=data.n_poses,
-            n_pose_features=data.n_pose_features,
-            log_depth_target=[float(v) for v in log_depth_target],
-            log_depth_control=[float(v) for v in log_depth_control],
-            load_pseudocount=pseudocount,
-            load_log_mean=log_mean,
-            bb_vocabulary=vocabulary,
-            pair_keys=pair_keys,
-            training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
-        )
-
-    @property
-    def uses_load(self) -> bool:
-        return self.load_pseudocount is not None
-
-    def log_load_offset(self, load: np.ndarray) -> np.ndarray:
-        """The load offset ``[n]`` of a screen's loads, with the training screen's constants."""
-        return np.log(np.asarray(load, dtype=np.float64) + self.load_pseudocount) - self.load_log_mean
-
-
-def _pair_keys(codes: np.ndarray, vocabulary: dict[str, list[str]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """For every pair of cycles: its name, one int64 key per compound for its pair of blocks, and whether
-    either block is unseen (the unseen slot of its cycle)."""
-    cycles = list(vocabulary)
-    for k in range(len(cycles)):
-        for m in range(k + 1, len(cycles)):
-            width = len(vocabulary[cycles[m]]) + 1
-            unseen = (codes[:, k] == len(vocabulary[cycles[k]])) | (codes[:, m] == width - 1)
-            yield f"{cycles[k]}+{cycles[m]}", codes[:, k] * width + codes[:, m], unseen
-
-
-def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
-    """int64 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
-    codes = np.empty((len(frame), len(vocabulary)), dtype=np.int64)
-    for k, (cycle, ids) in enumerate(vocabulary.items()):
-        lookup = {block: j for j, block in enumerate(ids)}
-        codes[:, k] = [lookup.get(block, len(ids)) for block in frame[cycle]]
-    return codes
-
-
-def building_block_codes(data: DELData, spec: DataSpec) -> np.ndarray:
-    """int64 ``[n_compounds, n_cycles + n_pairs]``: codes of each compound's blocks, then of its pairs of
-    blocks (disynthons), in the training vocabulary; blocks and pairs not seen in training get the last
-    (unseen) slot of their family."""
-    if data.building_blocks is None:
-        raise DELDataError("building_blocks: the model uses building-block effects, and this screen has no block ids")
-    vocabulary = spec.bb_vocabulary
-    missing = [c for c in vocabulary if c not in data.building_blocks.columns]
-    if missing:
-        raise DELDataError(f"building_blocks: columns {missing} of the training screen are missing")
-    codes = _block_codes(data.building_blocks, vocabulary)
-    columns = [codes]
-    for name, keys, unseen in _pair_keys(codes, vocabulary):
-        if name not in spec.pair_keys:  # a model without disynthon families
-            continue
-        known = np.asarray(spec.pair_keys[name], dtype=np.int64)
-        position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
-        found = known[position] == keys if known.size else np.zeros(len(keys), bool)
-        columns.append(np.where(found & ~unseen, position, len(known))[:, None])
-    return np.concatenate(columns, axis=1)
+def _sum(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The parts added one after another (None parts skipped); None when there are none."""
+    total = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total + part
+    return total
 
 
 class DELModel(nn.Module):
     """The Pyro model of a DEL screen (call it on a batch; it is also an ``nn.Module``).
 
     Args:
-        config: the settings (:class:`ModelConfig`).
-        data: the training screen, which gives the sizes and the depth and load constants; or
-        spec: a :class:`DataSpec` saved with a checkpoint, instead of data.
+        config: the settings (:class:`~delpyro.config.ModelConfig`).
+        encoding: what the model takes from its training screen (:meth:`Encoding.fit(train, config)
+            <delpyro.encoding.Encoding.fit>`), which gives its terms, sizes and offsets.
     """
 
-    def __init__(self, config: ModelConfig, data: DELData | None = None, *, spec: DataSpec | None = None) -> None:
+    def __init__(self, config: ModelConfig, encoding: Encoding) -> None:
         super().__init__()
-        if (data is None) == (spec is None):
-            raise ValueError("DELModel needs the training data or a DataSpec, not both")
+        if isinstance(encoding, DELData):
+            raise TypeError(
+                "DELModel takes an Encoding of the training screen, not the screen: "
+                "DELModel(config, Encoding.fit(train, config))"
+            )
         self.config = config
-        self.spec = spec if spec is not None else DataSpec.from_data(data, config)
-        self.term_names = self._resolve_terms()
-        has_poses = "poses" in self.term_names
-        has_control = len(self.spec.control_names) > 0
+        self.encoding = encoding
+        self.terms = encoding.terms
+        has_control = encoding.has_control
+        #: the enrichment arms, and the count arms (replicate sets)
+        self.arms = ("target", "matrix") if has_control else ("target",)
+        self.count_arms = ("control", "target") if has_control else ("target",)
+        self.zero_inflated = config.likelihood in ZERO_INFLATED
+        self.negative_binomial = config.likelihood in NEGATIVE_BINOMIAL
+        self.uses_matrix_shift = config.matrix_shift != "none" and config.combine == "additive" and has_control
         h = config.hidden_size
-        terms: dict[str, nn.Module] = {}
-        if "fingerprint" in self.term_names:
-            terms["fingerprint"] = FingerprintTerm(
+        networks: dict[str, nn.Module] = {}
+        if "fingerprint" in self.terms:
+            per_compound_gates = config.gates == "per_compound" and self.zero_inflated
+            networks["fingerprint"] = FingerprintNet(
                 config.fingerprint_bits,
                 h,
-                config.n_blocks,
+                config.n_layers,
                 config.activation,
                 config.dropout,
-                target_head=not has_poses,
+                target_head="poses" not in self.terms,
                 matrix_head=has_control,
-                gate_arms=(("control", "target") if has_control else ("target",))
-                if config.gates == "per_compound" and config.likelihood in ("zip", "zinb")
-                else (),
+                gate_arms=self.count_arms if per_compound_gates else (),
             )
-        if has_poses:
-            terms["poses"] = PoseTerm(
-                self.spec.n_pose_features,
+        if "poses" in self.terms:
+            networks["poses"] = PoseNet(
+                encoding.n_pose_features,
                 h,
-                config.n_blocks,
-                config.n_post_blocks,
+                config.n_layers,
+                config.n_post_layers,
                 config.activation,
                 config.dropout,
                 config.pooling,
                 config.attention_size or h,
             )
-        arms = ("target", "matrix") if has_control else ("target",)
-        if "fingerprint" not in self.term_names:
-            terms["intercept"] = InterceptTerm(arms)
-        if "building_blocks" in self.term_names:
-            families = [(c, len(ids) + 1) for c, ids in self.spec.bb_vocabulary.items()]
-            families += [(name, len(keys) + 1) for name, keys in self.spec.pair_keys.items()]
-            pair_blocks = {}  # each observed pair's block codes, undoing the key of _pair_keys
-            for name, keys in self.spec.pair_keys.items():
-                width = len(self.spec.bb_vocabulary[name.split("+")[1]]) + 1
-                keys = np.asarray(keys, dtype=np.int64)
-                pair_blocks[name] = (keys // width, keys % width)
-            terms["building_blocks"] = BuildingBlockTerm(families, arms, config.bb_prior_scale, pair_blocks)
-        if "compound" in self.term_names:
-            terms["compound"] = CompoundTerm(config.compound_prior_scale, len(self.spec.training_ids), arms)
-        self.terms = nn.ModuleDict(terms)
-        self.observation = Observation(
-            config.likelihood,
-            config.combine,
-            config.gates,
-            config.control_gate,
-            config.target_gate,
-            np.asarray(self.spec.log_depth_target),
-            np.asarray(self.spec.log_depth_control),
-            config.nb_concentration,
-            concentration=config.concentration,
-            depth_deviation=config.depth_deviation,
-            gate_prior=config.gate_prior,
-            matrix_shift=config.matrix_shift,
-        )
+        self.networks = nn.ModuleDict(networks)
+        self.building_blocks = None
+        if "building_blocks" in self.terms:
+            pairs = {family: encoding.pair_blocks(family) for family in encoding.pair_keys}
+            self.building_blocks = BuildingBlockEffects(encoding.families, self.arms, pairs)
+        self.register_buffer("log_depth_target", torch.tensor(encoding.log_depth_target), persistent=False)
+        self.register_buffer("log_depth_control", torch.tensor(encoding.log_depth_control), persistent=False)
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
         self._in_scope = False
 
-    def _resolve_terms(self) -> tuple[str, ...]:
-        terms = resolve_terms(self.config, self.spec.n_poses, self.spec.bb_vocabulary is not None)
-        if "poses" in terms and self.spec.n_poses == 0:
-            raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
-        if not terms:
-            raise ValueError(f"a model needs at least one term of {TERMS}")
-        if self.config.gates == "per_compound" and "fingerprint" not in terms:
-            raise ValueError("gates='per_compound' needs the 'fingerprint' term, whose network gives the gates")
-        if "building_blocks" in terms and self.spec.bb_vocabulary is None:
-            raise DELDataError("building_blocks: the 'building_blocks' term needs building-block id columns")
-        return tuple(terms)
+    @property
+    def latent_terms(self) -> tuple[str, ...]:
+        """Terms with sampled effects (their predictions have a posterior spread): "intercept" (a model
+        without a fingerprint network), "building_blocks", "compound"."""
+        latent = ("intercept",) if "fingerprint" not in self.terms else ()
+        return latent + tuple(t for t in ("building_blocks", "compound") if t in self.terms)
 
     @property
-    def latent_terms(self) -> list[str]:
-        """Terms with sampled random effects (their predictions have a posterior spread)."""
-        return [name for name, term in self.terms.items() if getattr(term, "is_latent", False)]
+    def device(self) -> torch.device:
+        """Where the model's tensors live (move it with ``.to(device)`` before building a guide)."""
+        return self.log_depth_target.device
 
-    # ---- Pyro parameter store -------------------------------------------------------------------------
+    def log_depth(self, arm: str) -> torch.Tensor:
+        """The library-size log depth offsets ``[n_replicates]`` of a count arm."""
+        return self.log_depth_target if arm == "target" else self.log_depth_control
+
+    # ---- Pyro parameter store and evaluation mode -------------------------------------------------------
     @contextmanager
     def param_scope(self) -> Iterator[None]:
         """Make this model's own Pyro parameters the active param store (re-entrant)."""
@@ -428,137 +259,263 @@ class DELModel(nn.Module):
         finally:
             self._in_scope = False
 
-    # ---- data -------------------------------------------------------------------------------------------
-    def arrays(self, data: DELData, *, cache_dir: str | None = None) -> dict[str, np.ndarray]:
-        """The arrays a batch is sliced from, assembled once: packed fingerprints, counts as float32,
-        the load offset, poses. Counts are left out when the screen's replicates differ from training's.
-        """
-        arrays: dict[str, np.ndarray] = {}
-        if "fingerprint" in self.term_names:
-            arrays["fingerprints"] = fingerprints(
-                data.smiles,
-                radius=self.config.fingerprint_radius,
-                n_bits=self.config.fingerprint_bits,
-                use_chirality=self.config.fingerprint_chirality,
-                cache_dir=cache_dir,
-            )
-        if "poses" in self.term_names:
-            if data.poses is None or data.poses.shape[1:] != (self.spec.n_poses, self.spec.n_pose_features):
-                raise DELDataError(
-                    f"poses: the model needs [n, {self.spec.n_poses}, {self.spec.n_pose_features}] pose features, "
-                    f"got {None if data.poses is None else data.poses.shape}"
-                )
-            arrays["poses"] = data.poses
-        if "building_blocks" in self.term_names:
-            arrays["building_block_codes"] = building_block_codes(data, self.spec)
-        if "compound" in self.term_names:
-            lookup = {compound: i for i, compound in enumerate(self.spec.training_ids)}
-            arrays["training_position"] = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
-        if data.target_names == self.spec.target_names and data.control_names == self.spec.control_names:
-            arrays["target_counts"] = data.target_counts.astype(np.float32)
-            if data.n_control_replicates:
-                arrays["control_counts"] = data.control_counts.astype(np.float32)
-        if self.spec.uses_load:
-            if data.load is None:
-                raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
-            arrays["log_load"] = self.spec.log_load_offset(data.load).astype(np.float32)
-        return arrays
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's tensors live (move it with ``.to(device)`` before building a guide)."""
-        return self.observation.log_depth_target.device
-
-    def example_batch(self, size: int = 1) -> dict[str, Any]:
-        """A batch of ``size`` all-zero compounds of the right shapes (to build a guide without data)."""
-        with torch.device(self.device):
-            return self._example_batch(size)
-
-    def _example_batch(self, size: int) -> dict[str, Any]:
-        batch: dict[str, Any] = {"index": torch.arange(size), "size": size}
-        if "fingerprint" in self.term_names:
-            batch["fingerprints"] = torch.zeros(size, self.config.fingerprint_bits // 8, dtype=torch.uint8)
-        if "building_blocks" in self.term_names:
-            batch["building_block_codes"] = torch.zeros(
-                size, len(self.terms["building_blocks"].families), dtype=torch.long
-            )
-        if "poses" in self.term_names:
-            batch["poses"] = torch.zeros(size, self.spec.n_poses, self.spec.n_pose_features)
-        batch["target_counts"] = torch.zeros(size, len(self.spec.target_names))
-        if self.spec.control_names:
-            batch["control_counts"] = torch.zeros(size, len(self.spec.control_names))
-        if self.spec.uses_load:
-            batch["log_load"] = torch.zeros(size)
-        if "compound" in self.term_names:
-            batch["training_position"] = torch.arange(size) % len(self.spec.training_ids)
-        return batch
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Evaluation mode (dropout off, enrichments recorded as sites), restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     # ---- the model -----------------------------------------------------------------------------------
-    def enrichments(
-        self,
-        batch: dict[str, torch.Tensor],
-        context: dict[str, torch.Tensor] | None = None,
-        *,
-        latent: bool = True,
-        networks: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """``(log_target [batch], log_matrix [batch] or None, extras)``: the sums of the terms' outputs.
-
-        ``context`` holds the latent terms' globals (from ``sample_globals``); ``latent`` and ``networks``
-        choose which terms to sum (prediction computes the networks once and the latent terms per draw).
-        """
-        context = {} if context is None else context
-        log_target = log_matrix = None
-        extras: dict[str, torch.Tensor] = {}
-        for term in self.terms.values():
-            if not (latent if getattr(term, "is_latent", False) else networks):
-                continue
-            output = term(batch, context)
-            if output.target is not None:
-                log_target = output.target if log_target is None else log_target + output.target
-            if output.matrix is not None:
-                log_matrix = output.matrix if log_matrix is None else log_matrix + output.matrix
-            extras.update(output.extras)
-        return log_target, log_matrix, extras
-
     def forward(self, batch: dict[str, Any]) -> None:
-        """The Pyro model of one minibatch; ``batch`` holds ``index`` and ``size`` (see Minibatches)."""
-        pyro.module("networks", self.terms)
-        replicates = self.observation.replicate_plates()
-        globals_ = self.observation.sample_globals(replicates)
-        context: dict[str, torch.Tensor] = {}
-        for name in self.latent_terms:
-            self.terms[name].sample_globals(context)
+        """The Pyro model of one minibatch (the story in the module docstring); ``batch`` holds
+        ``INDEX`` and ``SCREEN_SIZE`` (see :class:`~delpyro.batches.Minibatches`)."""
+        config = self.config
+        device = self.device
+        pyro.module("networks", self.networks)
+        replicates = {
+            arm: pyro.plate(f"{arm}_replicates", self.log_depth(arm).numel(), dim=-1) for arm in self.count_arms
+        }
+
+        # ---- observation globals, per count arm
+        gate_logits: dict[str, torch.Tensor] = {}
+        log_concentration: dict[str, torch.Tensor] = {}
+        log_depth: dict[str, torch.Tensor] = {}
+        matrix_shift = None
+        for arm in self.count_arms:
+            if self.zero_inflated and config.gates == "latent":
+                a, b = (torch.tensor(v, device=device) for v in config.gate_prior)
+                gate = pyro.sample(GATE.format(arm=arm), dist.Beta(a, b)).clamp(1e-6, 1 - 1e-6)
+                gate_logits[arm] = gate.log() - (-gate).log1p()
+            if self.negative_binomial and config.concentration == "latent":
+                median = torch.tensor(math.log(config.nb_concentration), device=device)
+                log_concentration[arm] = pyro.sample(CONCENTRATION.format(arm=arm), dist.LogNormal(median, 1.5)).log()
+            if arm == "target" and self.uses_matrix_shift:
+                if config.matrix_shift == "latent":
+                    matrix_shift = pyro.sample(MATRIX_SHIFT, dist.Normal(torch.tensor(0.0, device=device), 1.0))
+                else:
+                    matrix_shift = pyro.param(MATRIX_SHIFT, torch.tensor(0.0, device=device))
+            log_depth[arm] = self.log_depth(arm)
+            if config.depth_deviation > 0:
+                with replicates[arm]:
+                    prior = dist.Normal(torch.zeros_like(log_depth[arm]), config.depth_deviation)
+                    log_depth[arm] = log_depth[arm] + pyro.sample(DEPTH_DEVIATION.format(arm=arm), prior)
+
+        # ---- the enrichment terms' globals
+        sites: dict[str, torch.Tensor] = {}
+        if "intercept" in self.latent_terms:
+            for arm in self.arms:
+                name = INTERCEPT.format(arm=arm)
+                sites[name] = pyro.sample(name, dist.Normal(torch.tensor(0.0, device=device), 5.0))
+        if self.building_blocks is not None:
+            with pyro.plate("bb_arms", len(self.arms), dim=-2):
+                with pyro.plate("bb_families", len(self.building_blocks.families), dim=-1):
+                    sites[BB_SCALE] = pyro.sample(BB_SCALE, dist.HalfNormal(config.bb_prior_scale))
+                with pyro.plate("bb_slots", self.building_blocks.n_slots, dim=-1):
+                    sites[BB_Z] = pyro.sample(BB_Z, dist.Normal(0.0, 1.0))
+
+        # ---- per-compound effects: the screened compounds' own (local), new compounds' from the prior
+        compound_z = None
         if "compound" in self.terms:
-            self.terms["compound"].sample_locals(batch, context)
-        with self.compound_plate(batch):
-            log_target, log_matrix, extras = self.enrichments(batch, context)
-            if not self.training:
-                # recorded in evaluation traces (for posterior export); a training step has no use for them
-                # and each site costs it time (autoguides and NUTS skip deterministic sites anyway)
-                pyro.deterministic("log_target_enrichment", log_target.unsqueeze(-1), event_dim=0)
+            sites[COMPOUND_SCALE] = pyro.sample(COMPOUND_SCALE, dist.HalfNormal(config.compound_prior_scale))
+            if "matrix" in self.arms:
+                prior = dist.HalfNormal(config.compound_prior_scale)
+                sites[COMPOUND_MATRIX_SCALE] = pyro.sample(COMPOUND_MATRIX_SCALE, prior)
+            prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
+            _, screened = screened_positions(batch)
+            screened_value = new_value = None
+            if bool(screened.any()):
+                with self.screened_plate(batch):
+                    screened_value = pyro.sample(COMPOUND_EFFECT, prior)
+            if not bool(screened.all()):
+                # integrated over: its density is not part of the joint, so a held-out loss is
+                # -E_prior[log p(reads | z)], not that plus a log density of z
+                with pyro.plate(NEW_COMPOUND_PLATE, int((~screened).sum()), dim=-1), poutine.mask(mask=False):
+                    new_value = pyro.sample(NEW_COMPOUND_EFFECT, prior)
+            compound_z = effects_in_batch_order(screened_value, new_value, batch, self.encoding.n_screened)
+
+        # ---- the batch's compounds: enrichments, then the reads of every replicate
+        with pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2):
+            network = self.network_enrichments(batch)
+            latent = self._latent_parts(batch, sites, compound_z)
+            log_target = _sum([network.target, *latent["target"]])
+            log_matrix = _sum([network.matrix, *latent["matrix"]])
+            if not self.training:  # for posterior export; a training step has no use for them
+                pyro.deterministic(LOG_TARGET_ENRICHMENT, log_target.unsqueeze(-1), event_dim=0)
                 if log_matrix is not None:
-                    pyro.deterministic("log_matrix_enrichment", log_matrix.unsqueeze(-1), event_dim=0)
-            for name, logits in extras.items():
-                if name.endswith("_gate_logits"):
-                    globals_[name] = logits.unsqueeze(-1)
-            self.observation(log_target, log_matrix, batch.get("log_load"), batch, globals_, replicates)
+                    pyro.deterministic(LOG_MATRIX_ENRICHMENT, log_matrix.unsqueeze(-1), event_dim=0)
+                if compound_z is not None:
+                    parts = compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms)
+                    for arm, value in parts.items():
+                        pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value.unsqueeze(-1), event_dim=0)
+            for arm, logits in network.gate_logits.items():
+                gate_logits[arm] = logits.unsqueeze(-1)
+            log_load = batch.get(LOG_LOAD)
+            offset = 0.0 if log_load is None else log_load.unsqueeze(-1)
+            if "control" in self.count_arms:
+                log_rate = log_matrix.unsqueeze(-1) + offset + log_depth["control"]
+                with replicates["control"]:
+                    pyro.sample(
+                        COUNTS.format(arm="control"),
+                        self._count_distribution("control", log_rate, gate_logits, log_concentration),
+                        obs=batch.get(CONTROL_COUNTS),
+                    )
+            log_rate = self.log_retained(log_target, log_matrix, matrix_shift).unsqueeze(-1) + offset
+            log_rate = log_rate + log_depth["target"]
+            with replicates["target"]:
+                pyro.sample(
+                    COUNTS.format(arm="target"),
+                    self._count_distribution("target", log_rate, gate_logits, log_concentration),
+                    obs=batch.get(TARGET_COUNTS),
+                )
+
+    def log_retained(
+        self, log_target: torch.Tensor, log_matrix: torch.Tensor | None, matrix_shift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log g: what the target selection retains, before depth and load ``[..., batch]``."""
+        if log_matrix is None or "matrix" not in self.arms:
+            return log_target
+        if self.config.combine == "additive":
+            return torch.logaddexp(log_matrix if matrix_shift is None else log_matrix + matrix_shift, log_target)
+        return log_matrix + log_target
+
+    def _count_distribution(
+        self,
+        arm: str,
+        log_rate: torch.Tensor,
+        gate_logits: dict[str, torch.Tensor],
+        log_concentration: dict[str, torch.Tensor],
+    ) -> dist.TorchDistribution:
+        """An arm's count distribution, its gate and concentration latent, from the network, learned or fixed."""
+        config = self.config
+        device = self.device
+        logits = concentration = None
+        if self.zero_inflated:
+            logits = gate_logits.get(arm)
+            if logits is None:  # fixed, or a point estimate started there
+                logits = torch.tensor(_logit(getattr(config, f"{arm}_gate")), device=device)
+                if config.gates == "learned":
+                    logits = pyro.param(GATE_LOGITS.format(arm=arm), logits)
+        if self.negative_binomial:
+            concentration = log_concentration.get(arm)
+            if concentration is None:
+                initial = torch.tensor(math.log(config.nb_concentration), device=device)
+                concentration = pyro.param(LOG_CONCENTRATION.format(arm=arm), initial)
+        return count_distribution(config.likelihood, log_rate, logits, concentration)
+
+    # ---- enrichments, for the model and for posterior draws --------------------------------------------
+    def network_enrichments(self, batch: dict[str, Any]) -> NetworkEnrichments:
+        """The networks' log target and log matrix parts, per-compound gate logits and pose attention."""
+        target = matrix = attention = embedding = None
+        gate_logits: dict[str, torch.Tensor] = {}
+        if "fingerprint" in self.networks:
+            output = self.networks["fingerprint"](batch[FINGERPRINTS])
+            target, matrix, embedding, gate_logits = output.target, output.matrix, output.embedding, output.gate_logits
+        if "poses" in self.networks:
+            pose_target, attention = self.networks["poses"](batch[POSES], embedding)
+            target = _sum([target, pose_target])
+        return NetworkEnrichments(target, matrix, gate_logits, attention)
+
+    def _latent_parts(
+        self, batch: dict[str, Any], sites: dict[str, torch.Tensor], compound_z: torch.Tensor | None
+    ) -> dict[str, list[torch.Tensor]]:
+        """The latent terms' parts of the log enrichments ``[..., batch]`` per enrichment arm, in term
+        order (intercept, building blocks, compound), from the sites' values (any leading draw dims) and
+        the compound effect sites' values in batch order ``[..., batch, n_arms]``."""
+        parts: dict[str, list[torch.Tensor]] = {"target": [], "matrix": []}
+        size = batch[INDEX].shape[0]
+        if "intercept" in self.latent_terms:
+            for arm in self.arms:
+                value = sites[INTERCEPT.format(arm=arm)]  # [] or [draws]
+                parts[arm].append(value.unsqueeze(-1).expand(*value.shape, size))
+        if self.building_blocks is not None:
+            effects = self.building_blocks.effects(sites[BB_SCALE], sites[BB_Z])
+            for arm, value in self.building_blocks(effects, batch[BLOCK_CODES]).items():
+                parts[arm].append(value)
+        if compound_z is not None:
+            for arm, value in compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms).items():
+                parts[arm].append(value)
+        return parts
+
+    def latent_enrichments(
+        self, batch: dict[str, Any], values: dict[str, torch.Tensor], count: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The latent terms' log target and log matrix parts ``[count, batch]`` (None: no part) for
+        ``count`` posterior draws of the latent sites (``values``: ``{site: [count, ...]}``, the local
+        sites for the batch's screened compounds in the screened plate's order). Compounds never
+        screened draw their effect from its prior, one per draw (the model's story without its sites)."""
+        compound_z = None
+        if "compound" in self.terms:
+            prior = compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE))
+            size = batch[INDEX].shape[0]
+            # [count, batch, n_arms]; the screened compounds' draws are replaced by their own posterior's
+            z = prior.sample((count, size)) if prior.batch_shape == () else prior.sample((size,)).movedim(0, 1)
+            _, screened = screened_positions(batch)
+            screened_value = values[COMPOUND_EFFECT] if bool(screened.any()) else None
+            compound_z = effects_in_batch_order(screened_value, z[:, ~screened], batch, self.encoding.n_screened)
+        parts = self._latent_parts(batch, values, compound_z)
+        return _sum(parts["target"]), _sum(parts["matrix"])
+
+    # ---- plates and names --------------------------------------------------------------------------
+    def screened_plate(self, batch: dict[str, Any]) -> pyro.plate:
+        """The plate of the screened compounds' effects (dim -1), subsampled to those in ``batch`` (at
+        least one index: a batch without screened compounds gets a placeholder)."""
+        positions, _ = screened_positions(batch)
+        n_screened = self.encoding.n_screened
+        if positions.numel() == n_screened:
+            # every screened compound at once: the plate in its natural order (pyro subsamples parameters
+            # only for a proper subsample, so a permutation must not be passed as one)
+            return pyro.plate(SCREENED_PLATE, n_screened, dim=-1)
+        return pyro.plate(SCREENED_PLATE, n_screened, subsample=positions, dim=-1)
+
+    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
+        """The plate that autoguides share with the model, so that local sites get the same indices: the
+        screened plate with per-compound effects, else the compound plate."""
+        if "compound" in self.terms:
+            return self.screened_plate(batch)
+        return pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2)
+
+    def site_table(self) -> pd.DataFrame:
+        """Every site of the model, as one run on an example batch of two compounds (one screened, one new
+        when the model has per-compound effects) shows them: ``site``, ``role`` ("global", "local": a
+        screened compound's own, "prior draw": a new compound's, integrated over; "observed";
+        "recorded": a deterministic site of evaluation), ``distribution``, ``shape`` and ``plates``."""
+        batch = self.encoding.example_batch(2, device=self.device)
+        if "compound" in self.terms:
+            batch[TRAINING_POSITION] = torch.tensor([0, -1], device=self.device)
+        with self.param_scope(), self.evaluating(), torch.no_grad(), poutine.block():
+            trace = poutine.trace(self).get_trace(batch)
+        rows = []
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            plates = [frame.name for frame in site["cond_indep_stack"]]
+            if site["infer"].get("_deterministic"):
+                role, distribution = "recorded", "deterministic"
+            else:
+                distribution = type(site["fn"]).__name__
+                if site["is_observed"]:
+                    role, distribution = "observed", self.config.likelihood.upper()
+                elif name in LOCAL_SITES:
+                    role = "local"
+                else:
+                    role = "prior draw" if NEW_COMPOUND_PLATE in plates else "global"
+            shape = tuple(site["value"].shape)
+            rows.append({"site": name, "role": role, "distribution": distribution, "shape": shape, "plates": plates})
+        return pd.DataFrame(rows)
 
     def named_globals(self, values: dict[str, Any]) -> dict[str, Any]:
         """Values of the latent globals (arrays or tensors, any leading dims) under the names users see: the
-        building-block sites split by arm and family; every other site as it is."""
-        if "building_blocks" in self.terms:
-            return self.terms["building_blocks"].named(values)
-        return dict(values)
-
-    def compound_plate(self, batch: dict[str, Any]) -> pyro.plate:
-        """The plate of the batch's compounds (dim -2), subsampled from a screen of ``batch["size"]``."""
-        return pyro.plate("compounds", batch["size"], subsample=batch["index"], dim=-2)
-
-    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
-        """The plate that autoguides share with the model, so that local latents get the same indices:
-        the screened-compound plate of the compound term (see :class:`~delpyro.terms.CompoundTerm`), or
-        else the compound plate."""
-        if "compound" in self.terms:
-            return self.terms["compound"].screened_plate(batch)
-        return self.compound_plate(batch)
+        building-block sites (and their effects, ``BB_EFFECTS``) split by arm and family; every other site
+        as it is."""
+        kinds = {BB_SCALE: "scale", BB_Z: "z", BB_EFFECTS: "effect"}
+        out = {}
+        for name, value in values.items():
+            if name in kinds and self.building_blocks is not None:
+                out.update(self.building_blocks.named(value, kinds[name]))
+            else:
+                out[name] = value
+        return out

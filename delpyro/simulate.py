@@ -501,6 +501,463 @@ def _check_probability(value: float, name: str) -> None:
         raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
 
 
+def _check_arguments(
+    *,
+    n_per_cycle: tuple[int, ...],
+    n_target_replicates: int,
+    n_control_replicates: int,
+    n_poses: int,
+    n_pose_features: int,
+    combine: str,
+    pose_dtype: str,
+    target_gate: float,
+    control_gate: float,
+    matrix_logp_fraction: float,
+    nb_concentration: float | None,
+    yield_mean: float,
+    yield_concentration: float,
+    reads_per_compound: float,
+) -> None:
+    """A ValueError naming the first argument of :func:`simulate_del` that is out of range."""
+    if len(n_per_cycle) != 3 or min(n_per_cycle) < 1:
+        raise ValueError(f"n_per_cycle: expected three positive sizes, got {n_per_cycle!r}")
+    if n_target_replicates < 1 or n_control_replicates < 0:
+        raise ValueError("n_target_replicates must be at least 1 and n_control_replicates at least 0")
+    if n_poses < 0 or (n_poses > 0 and n_pose_features < 2):
+        raise ValueError("n_poses must be >= 0, and with poses n_pose_features must be at least 2")
+    if combine not in ("additive", "multiplicative"):
+        raise ValueError(f"combine: expected 'additive' or 'multiplicative', got {combine!r}")
+    if pose_dtype not in ("float32", "float16"):
+        raise ValueError(f"pose_dtype: expected 'float32' or 'float16', got {pose_dtype!r}")
+    _check_probability(target_gate, "target_gate")
+    _check_probability(control_gate, "control_gate")
+    _check_probability(matrix_logp_fraction, "matrix_logp_fraction")
+    if nb_concentration is not None and not nb_concentration > 0:
+        raise ValueError(f"nb_concentration: expected a positive number or None, got {nb_concentration!r}")
+    if not 0.0 < yield_mean < 1.0 or yield_concentration <= 0:
+        raise ValueError("yield_mean must lie in (0, 1) and yield_concentration be positive")
+    if reads_per_compound <= 0:
+        raise ValueError(f"reads_per_compound: expected a positive number, got {reads_per_compound!r}")
+
+
+# What each stage of simulate_del hands on. Every stage that draws takes the one generator, and the stages run
+# in a fixed order (library, target, matrix, load, counts, poses): that order is the random stream.
+
+
+@dataclass(frozen=True, eq=False)
+class _Library:
+    """The chosen blocks and every compound made from them (stage 1)."""
+
+    n_per_cycle: tuple[int, int, int]
+    blocks: list[list[_Block]]  # per cycle k: [n_per_cycle[k]]
+    block_ids: list[np.ndarray]  # per cycle k: object [n_per_cycle[k]], "A001", "B013", ...
+    index: np.ndarray  # int [3, n_compounds]: each compound's block position in each cycle
+    compound_id: np.ndarray  # object [n_compounds], "A001-B013-C021"
+    smiles: np.ndarray  # object [n_compounds]
+    has_pharmacophore: np.ndarray  # bool [n_compounds]
+    logp: np.ndarray  # float64 [n_compounds], Crippen logP
+    building_blocks: pd.DataFrame  # [n_compounds, 3]: block ids, one column per cycle
+
+    @property
+    def n_compounds(self) -> int:
+        n1, n2, n3 = self.n_per_cycle
+        return n1 * n2 * n3
+
+
+@dataclass(frozen=True, eq=False)
+class _TargetEnrichment:
+    """log t per compound and its parts, with the block and disynthon effects drawn (stage 2)."""
+
+    log_target: np.ndarray  # float64 [n_compounds]: log t
+    pharmacophore: np.ndarray  # [n_compounds]: pharmacophore_effect where the product has the pharmacophore
+    building_blocks: np.ndarray  # float64 [n_compounds]: sum of the compound's block effects
+    disynthons: np.ndarray  # float64 [n_compounds]: sum of the compound's disynthon effects
+    noise: np.ndarray  # float64 [n_compounds]
+    bb_effects: list[np.ndarray]  # per cycle k: float64 [n_per_cycle[k]]
+    disynthon_effects: list[dict[str, Any]]  # one entry per active pair: cycles, building_blocks, effect
+
+
+@dataclass(frozen=True, eq=False)
+class _MatrixEnrichment:
+    """log m per compound and its parts, with the sticky-block effects drawn (stage 3)."""
+
+    log_matrix: np.ndarray  # float64 [n_compounds]: log m
+    lipophilicity: np.ndarray  # float64 [n_compounds]
+    building_blocks: np.ndarray  # float64 [n_compounds]: sum of the compound's sticky-block effects
+    noise: np.ndarray  # float64 [n_compounds]
+    bb_effects: list[np.ndarray]  # per cycle k: float64 [n_per_cycle[k]]
+    logp_threshold: float | None  # None when matrix_logp_fraction is 0
+
+
+@dataclass(frozen=True, eq=False)
+class _Load:
+    """Block yields and each compound's relative amount (stage 4)."""
+
+    yields: list[np.ndarray]  # per cycle k: float64 [n_per_cycle[k]], synthesis yield of each block
+    relative: np.ndarray  # float64 [n_compounds]: relative amount, mean 1
+
+
+@dataclass(frozen=True, eq=False)
+class _Counts:
+    """The counts of both arms, the load reads and the replicate depths (stage 5)."""
+
+    target: np.ndarray  # int64 [n_compounds, n_target_replicates]
+    control: np.ndarray  # int64 [n_compounds, n_control_replicates]
+    load: np.ndarray  # float64 [n_compounds]: pre-selection reads
+    target_scale: np.ndarray  # float64 [n_target_replicates]: reads per compound of each replicate
+    control_scale: np.ndarray  # float64 [n_control_replicates]
+
+
+@dataclass(frozen=True, eq=False)
+class _Poses:
+    """Docked-pose features, with the true pose and the two directions that mark it (stage 6)."""
+
+    features: np.ndarray  # pose_dtype [n_compounds, n_poses, n_pose_features]
+    true_pose: np.ndarray  # int [n_compounds]: index of the real pose
+    directions: np.ndarray  # float64 [2, n_pose_features]: signal and marker directions, orthonormal
+
+
+def _library(
+    rng: np.random.Generator, n_per_cycle: tuple[int, int, int], pharmacophore_fractions: list[float]
+) -> _Library:
+    """Choose the blocks of each cycle, name them and enumerate every compound, cycle 1 varying slowest.
+
+    Takes the three cycle sizes and each cycle's pharmacophore block fraction; returns a :class:`_Library`:
+    blocks and ids per cycle ``[n_per_cycle[k]]``, and per compound the block positions ``[3, n_compounds]``,
+    ids, SMILES, has-pharmacophore and logP ``[n_compounds]``, block ids ``[n_compounds, 3]``. Draws only
+    in :func:`_choose_blocks`, cycle by cycle.
+    """
+    blocks = [_choose_blocks(rng, k, n_per_cycle[k], pharmacophore_fractions[k]) for k in range(3)]
+    width = max(3, len(str(max(n_per_cycle))))
+    block_ids = [
+        np.array([f"{letter}{j + 1:0{width}d}" for j in range(n)], dtype=object)
+        for letter, n in zip(_CYCLE_LETTERS, n_per_cycle, strict=True)
+    ]
+    smiles, has_pharmacophore, logp = _enumerate(blocks)
+    index = np.indices(n_per_cycle).reshape(3, -1)
+    compound_id = np.array(
+        [f"{a}-{b}-{c}" for a in block_ids[0] for b in block_ids[1] for c in block_ids[2]], dtype=object
+    )
+    building_blocks = pd.DataFrame({CYCLES[k]: block_ids[k][index[k]] for k in range(3)})
+    return _Library(
+        n_per_cycle=n_per_cycle,
+        blocks=blocks,
+        block_ids=block_ids,
+        index=index,
+        compound_id=compound_id,
+        smiles=smiles,
+        has_pharmacophore=has_pharmacophore,
+        logp=logp,
+        building_blocks=building_blocks,
+    )
+
+
+def _disynthons(
+    rng: np.random.Generator, library: _Library, fraction: float, scale: float
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Disynthon effects for the cycle pairs (1, 2), (1, 3), (2, 3), in that order.
+
+    In each pair of cycles a ``fraction`` of the block pairs (at least one when above zero) is active, with
+    an effect gamma distributed (shape 9) around ``scale``. Returns the sum of a compound's effects
+    ``[n_compounds]`` and one record per active pair (cycles, block ids, effect).
+    """
+    n_per_cycle, index, block_ids = library.n_per_cycle, library.index, library.block_ids
+    total = np.zeros(library.n_compounds)
+    records: list[dict[str, Any]] = []
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        n_pairs = n_per_cycle[first] * n_per_cycle[second]
+        n_active = 0 if fraction <= 0 else min(n_pairs, max(1, round(fraction * n_pairs)))
+        pairs = np.sort(rng.choice(n_pairs, size=n_active, replace=False))
+        effects = rng.gamma(9.0, scale / 9.0, size=n_active)
+        pair_effect = np.zeros((n_per_cycle[first], n_per_cycle[second]))
+        for pair, effect in zip(pairs, effects, strict=True):
+            i, j = divmod(int(pair), n_per_cycle[second])
+            pair_effect[i, j] = effect
+            records.append(
+                {
+                    "cycles": [CYCLES[first], CYCLES[second]],
+                    "building_blocks": [str(block_ids[first][i]), str(block_ids[second][j])],
+                    "effect": float(effect),
+                }
+            )
+        total += pair_effect[index[first], index[second]]
+    return total, records
+
+
+def _target_enrichment(
+    rng: np.random.Generator,
+    library: _Library,
+    *,
+    inert_log_target: float,
+    pharmacophore_effect: float,
+    bb_effect_fraction: float,
+    bb_effect_scale: float,
+    disynthon_fraction: float,
+    disynthon_effect_scale: float,
+    target_noise: float,
+) -> _TargetEnrichment:
+    """log t per compound ``[n_compounds]`` and its parts: pharmacophore, blocks, disynthons and noise.
+
+    Draws the block effects of each cycle (``[n_per_cycle[k]]``, a quarter of the active ones negative), then
+    the disynthons (:func:`_disynthons`), then the per-compound noise. log t = ``inert_log_target`` + the
+    four parts, added in that order.
+    """
+    n_per_cycle, index = library.n_per_cycle, library.index
+    bb_effects = [_sparse_effects(rng, m, bb_effect_fraction, bb_effect_scale, 0.25) for m in n_per_cycle]
+    building_blocks = sum(bb_effects[k][index[k]] for k in range(3))
+    disynthons, disynthon_effects = _disynthons(rng, library, disynthon_fraction, disynthon_effect_scale)
+    pharmacophore = pharmacophore_effect * library.has_pharmacophore
+    noise = rng.normal(0.0, target_noise, size=library.n_compounds)
+    log_target = inert_log_target + pharmacophore + building_blocks + disynthons + noise
+    return _TargetEnrichment(
+        log_target=log_target,
+        pharmacophore=pharmacophore,
+        building_blocks=building_blocks,
+        disynthons=disynthons,
+        noise=noise,
+        bb_effects=bb_effects,
+        disynthon_effects=disynthon_effects,
+    )
+
+
+def _matrix_enrichment(
+    rng: np.random.Generator,
+    library: _Library,
+    *,
+    matrix_logp_fraction: float,
+    matrix_logp_slope: float,
+    matrix_bb_fraction: float,
+    matrix_bb_scale: float,
+    matrix_noise: float,
+) -> _MatrixEnrichment:
+    """log m per compound ``[n_compounds]``, independent of the target, and its parts.
+
+    Draws the sticky-block effects of each cycle (``[n_per_cycle[k]]``, none negative), then the
+    per-compound noise. The lipophilicity part is ``matrix_logp_slope`` x the logP in excess of the
+    ``1 - matrix_logp_fraction`` quantile of the library's logP (no draw). log m = lipophilicity + blocks
+    + noise.
+    """
+    n_per_cycle, index, logp = library.n_per_cycle, library.index, library.logp
+    bb_effects = [_sparse_effects(rng, m, matrix_bb_fraction, matrix_bb_scale, 0.0) for m in n_per_cycle]
+    building_blocks = sum(bb_effects[k][index[k]] for k in range(3))
+    logp_threshold = None
+    lipophilicity = np.zeros(library.n_compounds)
+    if matrix_logp_fraction > 0:
+        logp_threshold = float(np.quantile(logp, 1.0 - matrix_logp_fraction))
+        lipophilicity = matrix_logp_slope * np.maximum(0.0, logp - logp_threshold)
+    noise = rng.normal(0.0, matrix_noise, size=library.n_compounds)
+    return _MatrixEnrichment(
+        log_matrix=lipophilicity + building_blocks + noise,
+        lipophilicity=lipophilicity,
+        building_blocks=building_blocks,
+        noise=noise,
+        bb_effects=bb_effects,
+        logp_threshold=logp_threshold,
+    )
+
+
+def _load(
+    rng: np.random.Generator, library: _Library, *, yield_mean: float, yield_concentration: float, load_noise: float
+) -> _Load:
+    """Each block's synthesis yield ``[n_per_cycle[k]]`` and each compound's relative amount ``[n_compounds]``.
+
+    Yields are Beta with mean ``yield_mean`` and concentration ``yield_concentration``, cycle by cycle; a
+    compound's amount is the product of its three yields times lognormal noise (sd ``load_noise``), scaled
+    to mean 1.
+    """
+    index = library.index
+    alpha, beta = yield_mean * yield_concentration, (1.0 - yield_mean) * yield_concentration
+    yields = [rng.beta(alpha, beta, size=m) for m in library.n_per_cycle]
+    relative = yields[0][index[0]] * yields[1][index[1]] * yields[2][index[2]]
+    relative = relative * np.exp(rng.normal(0.0, load_noise, size=library.n_compounds))
+    relative /= relative.mean()
+    return _Load(yields=yields, relative=relative)
+
+
+def _draw_counts(
+    rng: np.random.Generator,
+    rate: np.ndarray,
+    load: np.ndarray,
+    scale: np.ndarray,
+    gate: float,
+    nb_concentration: float | None,
+) -> np.ndarray:
+    """One arm's counts, int64 ``[n_compounds, n_replicates]``.
+
+    The mean is rate ``[n_compounds]`` x load ``[n_compounds]`` x scale ``[n_replicates]``; a count is
+    gamma-Poisson around it (Poisson when ``nb_concentration`` is None), then zeroed with probability ``gate``.
+    """
+    mean = rate[:, None] * load[:, None] * scale[None, :]
+    if nb_concentration is not None:
+        mean = rng.gamma(nb_concentration, mean / nb_concentration)
+    counts = rng.poisson(mean).astype(np.int64)
+    counts[rng.random(counts.shape) < gate] = 0
+    return counts
+
+
+def _counts(
+    rng: np.random.Generator,
+    target: _TargetEnrichment,
+    matrix: _MatrixEnrichment,
+    load: _Load,
+    *,
+    combine: str,
+    n_target_replicates: int,
+    n_control_replicates: int,
+    reads_per_compound: float,
+    replicate_depth_sd: float,
+    target_gate: float,
+    control_gate: float,
+    nb_concentration: float | None,
+    load_reads_per_compound: float,
+) -> _Counts:
+    """The sequencing counts of both arms ``[n_compounds, n_replicates]`` and the load reads ``[n_compounds]``.
+
+    Draws the replicate depths (target, then control), the target counts (rate m + t, or m x t), the
+    control counts (rate m), and last the pre-selection load reads, Poisson with mean
+    ``load_reads_per_compound`` x relative load, which are drawn whether or not the screen keeps them.
+    """
+    target_scale = reads_per_compound * np.exp(rng.normal(0.0, replicate_depth_sd, size=n_target_replicates))
+    control_scale = reads_per_compound * np.exp(rng.normal(0.0, replicate_depth_sd, size=n_control_replicates))
+    m, t = np.exp(matrix.log_matrix), np.exp(target.log_target)
+    combined = m + t if combine == "additive" else m * t
+    target_counts = _draw_counts(rng, combined, load.relative, target_scale, target_gate, nb_concentration)
+    control_counts = _draw_counts(rng, m, load.relative, control_scale, control_gate, nb_concentration)
+    load_counts = rng.poisson(load_reads_per_compound * load.relative).astype(np.float64)
+    return _Counts(
+        target=target_counts,
+        control=control_counts,
+        load=load_counts,
+        target_scale=target_scale,
+        control_scale=control_scale,
+    )
+
+
+def _poses(
+    rng: np.random.Generator,
+    log_target: np.ndarray,
+    *,
+    n_poses: int,
+    n_pose_features: int,
+    pose_signal: float,
+    pose_marker: float,
+    pose_dtype: str,
+) -> _Poses:
+    """Pose features ``[n_compounds, n_poses, n_pose_features]`` from log t ``[n_compounds]`` (``n_poses`` > 0).
+
+    Draws two orthonormal directions, the true pose of each compound, then standard normal features in
+    chunks of compounds (float32, about 2**22 numbers a chunk); the true pose adds ``pose_signal`` x the
+    standardized log t along the first direction and ``pose_marker`` along the second.
+    """
+    n = len(log_target)
+    directions = np.linalg.qr(rng.standard_normal((n_pose_features, 2)))[0].T  # two orthonormal rows
+    true_pose = rng.integers(n_poses, size=n)
+    spread = log_target.std()
+    standardized = (log_target - log_target.mean()) / (spread if spread > 0 else 1.0)
+    features = np.empty((n, n_poses, n_pose_features), dtype=pose_dtype)
+    chunk = max(1, 2**22 // (n_poses * n_pose_features))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        block = rng.standard_normal((stop - start, n_poses, n_pose_features), dtype=np.float32)
+        rows = np.arange(stop - start)
+        real = pose_signal * standardized[start:stop, None] * directions[0] + pose_marker * directions[1]
+        block[rows, true_pose[start:stop]] += real.astype(np.float32)
+        features[start:stop] = block
+    return _Poses(features=features, true_pose=true_pose, directions=directions)
+
+
+def _truth(
+    library: _Library,
+    target: _TargetEnrichment,
+    matrix: _MatrixEnrichment,
+    load: _Load,
+    poses: _Poses | None,
+    binder_log_threshold: float,
+) -> pd.DataFrame:
+    """The truth table ``[n_compounds, ...]``: log t, log m, load, binder flag, the parts, logP, true pose."""
+    truth = pd.DataFrame(
+        {
+            "log_target_enrichment": target.log_target,
+            "log_matrix_enrichment": matrix.log_matrix,
+            "load": load.relative,
+            "is_binder": target.log_target >= binder_log_threshold,
+            "has_pharmacophore": library.has_pharmacophore,
+            "target_pharmacophore": target.pharmacophore.astype(np.float64),
+            "target_building_blocks": target.building_blocks,
+            "target_disynthons": target.disynthons,
+            "target_noise": target.noise,
+            "matrix_lipophilicity": matrix.lipophilicity,
+            "matrix_building_blocks": matrix.building_blocks,
+            "matrix_noise": matrix.noise,
+            "logp": library.logp,
+        }
+    )
+    if poses is not None:
+        truth["true_pose"] = poses.true_pose.astype(np.int64)
+    return truth
+
+
+def _attrs(
+    parameters: dict[str, Any],
+    library: _Library,
+    target: _TargetEnrichment,
+    matrix: _MatrixEnrichment,
+    load: _Load,
+    counts: _Counts,
+    poses: _Poses | None,
+    *,
+    combine: str,
+    inert_log_target: float,
+    binder_log_threshold: float,
+    target_gate: float,
+    control_gate: float,
+    nb_concentration: float | None,
+) -> dict[str, Any]:
+    """The screen's JSON-ready metadata: the parameters, depths, gates, and per cycle the blocks and effects."""
+    attrs_poses: dict[str, Any] = {}
+    if poses is not None:
+        attrs_poses = {
+            "pose_signal_direction": poses.directions[0].tolist(),
+            "pose_marker_direction": poses.directions[1].tolist(),
+        }
+    attrs: dict[str, Any] = {
+        "simulator": "delpyro.simulate.simulate_del",
+        "parameters": {key: _plain(value) for key, value in parameters.items()},
+        "combine": combine,
+        "inert_log_target": float(inert_log_target),
+        "matrix_logp_threshold": matrix.logp_threshold,
+        "binder_log_threshold": float(binder_log_threshold),
+        "target_scale": counts.target_scale.tolist(),
+        "control_scale": counts.control_scale.tolist(),
+        "target_gate": float(target_gate),
+        "control_gate": float(control_gate),
+        "nb_concentration": None if nb_concentration is None else float(nb_concentration),
+        "pharmacophore_smarts": PHARMACOPHORE_SMARTS,
+        "linker_smiles": LINKER_SMILES,
+        "reactions": dict(_REACTIONS),
+        "building_block_smiles": {},
+        "building_block_names": {},
+        "building_block_chemistry": {},
+        "building_block_yields": {},
+        "pharmacophore_building_blocks": {},
+        "bb_target_effects": {},
+        "bb_matrix_effects": {},
+        "disynthon_effects": target.disynthon_effects,
+        **attrs_poses,
+    }
+    for k, cycle in enumerate(CYCLES):
+        ids = [str(i) for i in library.block_ids[k]]
+        blocks = library.blocks[k]
+        attrs["building_block_smiles"][cycle] = {i: b.smiles for i, b in zip(ids, blocks, strict=True)}
+        attrs["building_block_names"][cycle] = {i: b.name for i, b in zip(ids, blocks, strict=True)}
+        attrs["building_block_chemistry"][cycle] = {i: b.chemistry for i, b in zip(ids, blocks, strict=True)}
+        attrs["building_block_yields"][cycle] = dict(zip(ids, load.yields[k].tolist(), strict=True))
+        attrs["pharmacophore_building_blocks"][cycle] = [i for i, b in zip(ids, blocks, strict=True) if b.pharmacophore]
+        attrs["bb_target_effects"][cycle] = dict(zip(ids, target.bb_effects[k].tolist(), strict=True))
+        attrs["bb_matrix_effects"][cycle] = dict(zip(ids, matrix.bb_effects[k].tolist(), strict=True))
+    return attrs
+
+
 def simulate_del(
     seed: int = 0,
     n_per_cycle: Sequence[int] = (30, 30, 30),
@@ -610,199 +1067,103 @@ def simulate_del(
     """
     parameters = dict(locals())
     n_per_cycle = tuple(int(n) for n in n_per_cycle)
-    if len(n_per_cycle) != 3 or min(n_per_cycle) < 1:
-        raise ValueError(f"n_per_cycle: expected three positive sizes, got {n_per_cycle!r}")
-    if n_target_replicates < 1 or n_control_replicates < 0:
-        raise ValueError("n_target_replicates must be at least 1 and n_control_replicates at least 0")
-    if n_poses < 0 or (n_poses > 0 and n_pose_features < 2):
-        raise ValueError("n_poses must be >= 0, and with poses n_pose_features must be at least 2")
-    if combine not in ("additive", "multiplicative"):
-        raise ValueError(f"combine: expected 'additive' or 'multiplicative', got {combine!r}")
-    if pose_dtype not in ("float32", "float16"):
-        raise ValueError(f"pose_dtype: expected 'float32' or 'float16', got {pose_dtype!r}")
-    _check_probability(target_gate, "target_gate")
-    _check_probability(control_gate, "control_gate")
-    _check_probability(matrix_logp_fraction, "matrix_logp_fraction")
-    if nb_concentration is not None and not nb_concentration > 0:
-        raise ValueError(f"nb_concentration: expected a positive number or None, got {nb_concentration!r}")
-    if not 0.0 < yield_mean < 1.0 or yield_concentration <= 0:
-        raise ValueError("yield_mean must lie in (0, 1) and yield_concentration be positive")
-    if reads_per_compound <= 0:
-        raise ValueError(f"reads_per_compound: expected a positive number, got {reads_per_compound!r}")
+    _check_arguments(
+        n_per_cycle=n_per_cycle,
+        n_target_replicates=n_target_replicates,
+        n_control_replicates=n_control_replicates,
+        n_poses=n_poses,
+        n_pose_features=n_pose_features,
+        combine=combine,
+        pose_dtype=pose_dtype,
+        target_gate=target_gate,
+        control_gate=control_gate,
+        matrix_logp_fraction=matrix_logp_fraction,
+        nb_concentration=nb_concentration,
+        yield_mean=yield_mean,
+        yield_concentration=yield_concentration,
+        reads_per_compound=reads_per_compound,
+    )
     if inert_log_target is None:
         inert_log_target = -2.5 if combine == "additive" else 0.0
     if binder_log_threshold is None:
         binder_log_threshold = inert_log_target + 2.5
     pharmacophore_fractions = _per_cycle(pharmacophore_block_fraction, "pharmacophore_block_fraction")
 
+    # One generator for everything, drawn from stage by stage in this order.
     rng = np.random.default_rng(seed)
-
-    # the library ---------------------------------------------------------------------------------------
-    blocks = [_choose_blocks(rng, k, n_per_cycle[k], pharmacophore_fractions[k]) for k in range(3)]
-    width = max(3, len(str(max(n_per_cycle))))
-    block_ids = [
-        np.array([f"{letter}{j + 1:0{width}d}" for j in range(n)], dtype=object)
-        for letter, n in zip(_CYCLE_LETTERS, n_per_cycle, strict=True)
-    ]
-    smiles, has_pharmacophore, logp = _enumerate(blocks)
-    n1, n2, n3 = n_per_cycle
-    n = n1 * n2 * n3
-    index = np.indices(n_per_cycle).reshape(3, -1)  # [3, n_compounds]: block position per cycle
-    compound_id = np.array(
-        [f"{a}-{b}-{c}" for a in block_ids[0] for b in block_ids[1] for c in block_ids[2]], dtype=object
+    library = _library(rng, n_per_cycle, pharmacophore_fractions)
+    target = _target_enrichment(
+        rng,
+        library,
+        inert_log_target=inert_log_target,
+        pharmacophore_effect=pharmacophore_effect,
+        bb_effect_fraction=bb_effect_fraction,
+        bb_effect_scale=bb_effect_scale,
+        disynthon_fraction=disynthon_fraction,
+        disynthon_effect_scale=disynthon_effect_scale,
+        target_noise=target_noise,
     )
-    building_blocks = pd.DataFrame({CYCLES[k]: block_ids[k][index[k]] for k in range(3)})
-
-    # target enrichment ---------------------------------------------------------------------------------
-    bb_target = [_sparse_effects(rng, m, bb_effect_fraction, bb_effect_scale, 0.25) for m in n_per_cycle]
-    target_bb = sum(bb_target[k][index[k]] for k in range(3))
-    target_disynthon = np.zeros(n)
-    disynthons: list[dict[str, Any]] = []
-    for first, second in ((0, 1), (0, 2), (1, 2)):
-        n_pairs = n_per_cycle[first] * n_per_cycle[second]
-        n_active = 0 if disynthon_fraction <= 0 else min(n_pairs, max(1, round(disynthon_fraction * n_pairs)))
-        pairs = np.sort(rng.choice(n_pairs, size=n_active, replace=False))
-        effects = rng.gamma(9.0, disynthon_effect_scale / 9.0, size=n_active)
-        pair_effect = np.zeros((n_per_cycle[first], n_per_cycle[second]))
-        for pair, effect in zip(pairs, effects, strict=True):
-            i, j = divmod(int(pair), n_per_cycle[second])
-            pair_effect[i, j] = effect
-            disynthons.append(
-                {
-                    "cycles": [CYCLES[first], CYCLES[second]],
-                    "building_blocks": [str(block_ids[first][i]), str(block_ids[second][j])],
-                    "effect": float(effect),
-                }
-            )
-        target_disynthon += pair_effect[index[first], index[second]]
-    target_pharmacophore = pharmacophore_effect * has_pharmacophore
-    target_noise_part = rng.normal(0.0, target_noise, size=n)
-    log_target = inert_log_target + target_pharmacophore + target_bb + target_disynthon + target_noise_part
-
-    # matrix enrichment ---------------------------------------------------------------------------------
-    bb_matrix = [_sparse_effects(rng, m, matrix_bb_fraction, matrix_bb_scale, 0.0) for m in n_per_cycle]
-    matrix_bb = sum(bb_matrix[k][index[k]] for k in range(3))
-    matrix_logp_threshold = None
-    matrix_lipophilicity = np.zeros(n)
-    if matrix_logp_fraction > 0:
-        matrix_logp_threshold = float(np.quantile(logp, 1.0 - matrix_logp_fraction))
-        matrix_lipophilicity = matrix_logp_slope * np.maximum(0.0, logp - matrix_logp_threshold)
-    matrix_noise_part = rng.normal(0.0, matrix_noise, size=n)
-    log_matrix = matrix_lipophilicity + matrix_bb + matrix_noise_part
-
-    # load ---------------------------------------------------------------------------------------------
-    alpha, beta = yield_mean * yield_concentration, (1.0 - yield_mean) * yield_concentration
-    yields = [rng.beta(alpha, beta, size=m) for m in n_per_cycle]
-    relative_load = yields[0][index[0]] * yields[1][index[1]] * yields[2][index[2]]
-    relative_load = relative_load * np.exp(rng.normal(0.0, load_noise, size=n))
-    relative_load /= relative_load.mean()
-
-    # counts ------------------------------------------------------------------------------------------
-    target_scale = reads_per_compound * np.exp(rng.normal(0.0, replicate_depth_sd, size=n_target_replicates))
-    control_scale = reads_per_compound * np.exp(rng.normal(0.0, replicate_depth_sd, size=n_control_replicates))
-    matrix, target = np.exp(log_matrix), np.exp(log_target)
-    combined = matrix + target if combine == "additive" else matrix * target
-
-    def draw(rate: np.ndarray, scale: np.ndarray, gate: float) -> np.ndarray:
-        mean = rate[:, None] * relative_load[:, None] * scale[None, :]
-        if nb_concentration is not None:
-            mean = rng.gamma(nb_concentration, mean / nb_concentration)
-        counts = rng.poisson(mean).astype(np.int64)
-        counts[rng.random(counts.shape) < gate] = 0
-        return counts
-
-    target_counts = draw(combined, target_scale, target_gate)
-    control_counts = draw(matrix, control_scale, control_gate)
-    load_counts = rng.poisson(load_reads_per_compound * relative_load).astype(np.float64)
-
-    truth = pd.DataFrame(
-        {
-            "log_target_enrichment": log_target,
-            "log_matrix_enrichment": log_matrix,
-            "load": relative_load,
-            "is_binder": log_target >= binder_log_threshold,
-            "has_pharmacophore": has_pharmacophore,
-            "target_pharmacophore": target_pharmacophore.astype(np.float64),
-            "target_building_blocks": target_bb,
-            "target_disynthons": target_disynthon,
-            "target_noise": target_noise_part,
-            "matrix_lipophilicity": matrix_lipophilicity,
-            "matrix_building_blocks": matrix_bb,
-            "matrix_noise": matrix_noise_part,
-            "logp": logp,
-        }
+    matrix = _matrix_enrichment(
+        rng,
+        library,
+        matrix_logp_fraction=matrix_logp_fraction,
+        matrix_logp_slope=matrix_logp_slope,
+        matrix_bb_fraction=matrix_bb_fraction,
+        matrix_bb_scale=matrix_bb_scale,
+        matrix_noise=matrix_noise,
     )
-
-    # poses -------------------------------------------------------------------------------------------
+    load = _load(rng, library, yield_mean=yield_mean, yield_concentration=yield_concentration, load_noise=load_noise)
+    counts = _counts(
+        rng,
+        target,
+        matrix,
+        load,
+        combine=combine,
+        n_target_replicates=n_target_replicates,
+        n_control_replicates=n_control_replicates,
+        reads_per_compound=reads_per_compound,
+        replicate_depth_sd=replicate_depth_sd,
+        target_gate=target_gate,
+        control_gate=control_gate,
+        nb_concentration=nb_concentration,
+        load_reads_per_compound=load_reads_per_compound,
+    )
     poses = None
-    attrs_poses: dict[str, Any] = {}
-    if n_poses > 0:
-        directions = np.linalg.qr(rng.standard_normal((n_pose_features, 2)))[0].T  # two orthonormal rows
-        true_pose = rng.integers(n_poses, size=n)
-        spread = log_target.std()
-        standardized = (log_target - log_target.mean()) / (spread if spread > 0 else 1.0)
-        poses = np.empty((n, n_poses, n_pose_features), dtype=pose_dtype)
-        chunk = max(1, 2**22 // (n_poses * n_pose_features))
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            block = rng.standard_normal((stop - start, n_poses, n_pose_features), dtype=np.float32)
-            rows = np.arange(stop - start)
-            real = pose_signal * standardized[start:stop, None] * directions[0] + pose_marker * directions[1]
-            block[rows, true_pose[start:stop]] += real.astype(np.float32)
-            poses[start:stop] = block
-        truth["true_pose"] = true_pose.astype(np.int64)
-        attrs_poses = {
-            "pose_signal_direction": directions[0].tolist(),
-            "pose_marker_direction": directions[1].tolist(),
-        }
-
-    attrs: dict[str, Any] = {
-        "simulator": "delpyro.simulate.simulate_del",
-        "parameters": {key: _plain(value) for key, value in parameters.items()},
-        "combine": combine,
-        "inert_log_target": float(inert_log_target),
-        "matrix_logp_threshold": matrix_logp_threshold,
-        "binder_log_threshold": float(binder_log_threshold),
-        "target_scale": target_scale.tolist(),
-        "control_scale": control_scale.tolist(),
-        "target_gate": float(target_gate),
-        "control_gate": float(control_gate),
-        "nb_concentration": None if nb_concentration is None else float(nb_concentration),
-        "pharmacophore_smarts": PHARMACOPHORE_SMARTS,
-        "linker_smiles": LINKER_SMILES,
-        "reactions": dict(_REACTIONS),
-        "building_block_smiles": {},
-        "building_block_names": {},
-        "building_block_chemistry": {},
-        "building_block_yields": {},
-        "pharmacophore_building_blocks": {},
-        "bb_target_effects": {},
-        "bb_matrix_effects": {},
-        "disynthon_effects": disynthons,
-        **attrs_poses,
-    }
-    for k, cycle in enumerate(CYCLES):
-        ids = [str(i) for i in block_ids[k]]
-        attrs["building_block_smiles"][cycle] = {i: b.smiles for i, b in zip(ids, blocks[k], strict=True)}
-        attrs["building_block_names"][cycle] = {i: b.name for i, b in zip(ids, blocks[k], strict=True)}
-        attrs["building_block_chemistry"][cycle] = {i: b.chemistry for i, b in zip(ids, blocks[k], strict=True)}
-        attrs["building_block_yields"][cycle] = dict(zip(ids, yields[k].tolist(), strict=True))
-        attrs["pharmacophore_building_blocks"][cycle] = [
-            i for i, b in zip(ids, blocks[k], strict=True) if b.pharmacophore
-        ]
-        attrs["bb_target_effects"][cycle] = dict(zip(ids, bb_target[k].tolist(), strict=True))
-        attrs["bb_matrix_effects"][cycle] = dict(zip(ids, bb_matrix[k].tolist(), strict=True))
+    if n_poses > 0:  # last, so the counts do not depend on the poses
+        poses = _poses(
+            rng,
+            target.log_target,
+            n_poses=n_poses,
+            n_pose_features=n_pose_features,
+            pose_signal=pose_signal,
+            pose_marker=pose_marker,
+            pose_dtype=pose_dtype,
+        )
 
     return DELData(
-        target_counts=target_counts,
-        control_counts=control_counts,
-        smiles=smiles,
-        compound_id=compound_id,
-        load=load_counts if with_load else None,
-        building_blocks=building_blocks,
-        poses=poses,
-        truth=truth,
+        target_counts=counts.target,
+        control_counts=counts.control,
+        smiles=library.smiles,
+        compound_id=library.compound_id,
+        load=counts.load if with_load else None,
+        building_blocks=library.building_blocks,
+        poses=None if poses is None else poses.features,
+        truth=_truth(library, target, matrix, load, poses, binder_log_threshold),
         target_names=[f"r{r + 1}" for r in range(n_target_replicates)],
         control_names=[f"r{r + 1}" for r in range(n_control_replicates)],
-        attrs=attrs,
+        attrs=_attrs(
+            parameters,
+            library,
+            target,
+            matrix,
+            load,
+            counts,
+            poses,
+            combine=combine,
+            inert_log_target=inert_log_target,
+            binder_log_threshold=binder_log_threshold,
+            target_gate=target_gate,
+            control_gate=control_gate,
+            nb_concentration=nb_concentration,
+        ),
     )

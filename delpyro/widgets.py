@@ -25,8 +25,8 @@ With :func:`delpyro.fit` the monitor is a callback (``progress="widget"`` builds
 
 Around the steps, by hand::
 
-    batches = Minibatches(model.arrays(train), batch_size=256, seed=0)
-    val_batch = next(iter(Minibatches(model.arrays(val), 4096, shuffle=False)))
+    batches = Minibatches(encoding.encode(train), batch_size=256, seed=0)
+    val_batch = next(iter(Minibatches(encoding.encode(val), 4096, shuffle=False)))
     with TrainingMonitor(total_epochs=20, steps_per_epoch=len(batches)) as monitor:
         for epoch in range(1, 21):
             for batch in batches:
@@ -39,7 +39,7 @@ Around the steps, by hand::
                 break
 
 A monitor serves one run: after :meth:`TrainingMonitor.close` (or the ``"end"`` event from ``fit``) it
-takes no more steps. :func:`make_progress` wraps one in the reporter that ``fit`` drives.
+takes no more steps. This module knows nothing else of delpyro: the training loop feeds it numbers.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ __all__ = [
     "MODES",
     "TrainingMonitor",
     "in_jupyter",
-    "make_progress",
     "resolve_mode",
     "widget_frontend",
 ]
@@ -655,36 +654,3 @@ def _deliver_pending_clicks(button: Any) -> bool:
         return True
     except Exception:
         return False
-
-
-# ---------------------------------------------------------------------------------------------------
-# what fit drives
-
-
-class _Reporter:
-    """The reporter :func:`delpyro.fit` drives (``step(info)``, ``epoch(row)``, ``close()``): a monitor fed
-    with fit's step infos and epoch rows. ``stop_requested`` is the monitor's."""
-
-    def __init__(self, monitor: TrainingMonitor) -> None:
-        self.monitor = monitor
-
-    @property
-    def stop_requested(self) -> bool:
-        return self.monitor.stop_requested
-
-    def step(self, info: dict[str, Any]) -> None:
-        self.monitor("step", info)
-
-    def epoch(self, row: dict[str, Any]) -> None:
-        self.monitor("epoch", row)
-
-    def close(self) -> None:
-        self.monitor.close()
-
-
-def make_progress(mode: str, total_epochs: int | None = None, steps_per_epoch: int | None = None) -> _Reporter:
-    """The reporter ``fit(progress=mode)`` uses: a :class:`TrainingMonitor` in ``mode`` ("auto" | "text" |
-    "widget" | "none")."""
-    if mode not in MODES:
-        raise ValueError(f"progress must be 'auto', 'text', 'widget' or 'none', got {mode!r}")
-    return _Reporter(TrainingMonitor(total_epochs, steps_per_epoch, mode=mode))

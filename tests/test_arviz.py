@@ -21,7 +21,7 @@ def screen() -> delpyro.DELData:
 
 @pytest.fixture(scope="module")
 def fitted(screen):
-    config = ModelConfig(hidden_size=16, n_blocks=1, fingerprint_bits=256, epochs=3, batch_size=32)
+    config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=3, batch_size=32)
     return fit(screen, None, config, seed=0, progress="none")
 
 
@@ -60,7 +60,7 @@ def test_inference_data_has_every_group_dim_and_coord(fitted, screen, tmp_path) 
     assert ppc.shape == (1, 30, screen.n_compounds, screen.n_target_replicates)
     assert np.all(ppc.values >= 0) and np.all(ppc.values == np.round(ppc.values))
     assert idata.log_likelihood["counts"].dims == ("chain", "draw", "compound_id")
-    np.testing.assert_allclose(idata.constant_data["log_depth_target"].values, fitted.model.spec.log_depth_target)
+    np.testing.assert_allclose(idata.constant_data["log_depth_target"].values, fitted.model.encoding.log_depth_target)
     np.testing.assert_allclose(idata.constant_data["load"].values, screen.load)
     # the posterior mean of the log target enrichment agrees with predict's (independent draws)
     predicted = fitted.predict(screen, num_samples=200)["log_enrichment_mean"].to_numpy()
@@ -95,13 +95,13 @@ def test_pointwise_log_likelihood_equals_scipy() -> None:
     result = fit(data, None, config, progress="none")
     idata = result.to_inference_data(data, num_samples=4)
     post = idata.posterior
-    spec = result.model.spec
+    encoding = result.model.encoding
     for draw in range(4):
         log_t = post["log_target_enrichment"].values[0, draw][:, None]
         log_m = post["log_matrix_enrichment"].values[0, draw][:, None]
-        expected = poisson.logpmf(data.target_counts, np.exp(log_m + log_t + np.asarray(spec.log_depth_target)))
+        expected = poisson.logpmf(data.target_counts, np.exp(log_m + log_t + np.asarray(encoding.log_depth_target)))
         expected = expected.sum(1) + poisson.logpmf(
-            data.control_counts, np.exp(log_m + np.asarray(spec.log_depth_control))
+            data.control_counts, np.exp(log_m + np.asarray(encoding.log_depth_control))
         ).sum(1)
         np.testing.assert_allclose(idata.log_likelihood["counts"].values[0, draw], expected, rtol=1e-4, atol=1e-3)
 

@@ -9,10 +9,9 @@ import torch
 from scipy.stats import spearmanr
 
 import delpyro
-from delpyro import DELModel, ModelConfig, fit, split
-from delpyro.model import building_block_codes
+from delpyro import ModelConfig, fit, split
 
-LATENT = {"likelihood": "zinb", "gates": "global", "concentration": "latent", "batch_size": 128, "lr": 1e-2}
+LATENT = {"likelihood": "zinb", "gates": "latent", "concentration": "latent", "batch_size": 128, "lr": 1e-2}
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +49,17 @@ def test_recovered_building_block_effects_follow_the_truth(bb_fit, bb_screen) ->
 
 def test_latent_terms_and_intercepts(bb_fit) -> None:
     model = bb_fit.model
-    assert model.latent_terms == ["intercept", "building_blocks", "compound"]
+    assert model.latent_terms == ("intercept", "building_blocks", "compound")
     sites = bb_fit.global_sites()
     assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_scale", "bb_z"} <= set(sites)
     assert "compound_effect" not in sites
     # the summaries see the two building-block sites split by arm and family, element for element
-    term = model.terms["building_blocks"]
+    term = model.building_blocks
     raw = bb_fit.sample_sites(7, seed=3)
     named = bb_fit.sample_globals(7, seed=3)
     families = [name for name, _ in term.families]
     assert families == ["cycle1", "cycle2", "cycle3", "cycle1+cycle2", "cycle1+cycle3", "cycle2+cycle3"]
-    assert raw["bb_scale"].shape == (7, 2, 6) and raw["bb_z"].shape == (7, 2, term.n_codes)
+    assert raw["bb_scale"].shape == (7, 2, 6) and raw["bb_z"].shape == (7, 2, term.n_slots)
     for a, arm in enumerate(("target", "matrix")):
         start = 0
         for k, (name, size) in enumerate(term.families):
@@ -74,16 +73,16 @@ def test_building_block_sum_equals_each_familys_effects_looked_up_one_by_one(bb_
     """The term gathers every family's effect at once from the concatenated slots; the same sum family by
     family, from the per-family effects and each compound's code in that family, must agree."""
     model = bb_fit.model
-    term = model.terms["building_blocks"]
-    arrays = model.arrays(bb_screen.subset(np.arange(300)))
+    term = model.building_blocks
+    arrays = model.encoding.encode(bb_screen.subset(np.arange(300)))
     codes = torch.as_tensor(arrays["building_block_codes"])
     torch.manual_seed(0)
     scale = torch.rand(2, len(term.families)) + 0.5
-    z = torch.randn(2, term.n_codes)
+    z = torch.randn(2, term.n_slots)
     effects = term.effects(scale, z)
-    output = term({"building_block_codes": codes}, {"bb_effects": effects})
-    named = term.named({"bb_effects": effects})
-    for arm, got in (("target", output.target), ("matrix", output.matrix)):
+    output = term(effects, codes)
+    named = term.named(effects, "effect")
+    for arm, got in output.items():
         expected = torch.zeros(len(codes))
         for k, (name, _) in enumerate(term.families):
             expected += named[f"bb_{arm}_{name}_effect"][codes[:, k]]
@@ -162,20 +161,6 @@ def test_checkpoint_round_trip_with_latent_terms(bb_fit, bb_screen, tmp_path) ->
     assert loaded.building_block_effects().equals(bb_fit.building_block_effects())
 
 
-def test_unseen_blocks_and_pairs_map_to_the_unseen_slot(bb_screen) -> None:
-    train, _, test = split(bb_screen, "building_block", seed=0, cycle="cycle1")
-    model = DELModel(ModelConfig(terms=("building_blocks",)), train)
-    codes = building_block_codes(test, model.spec)
-    n_cycle1 = len(model.spec.bb_vocabulary["cycle1"])
-    assert (codes[:, 0] == n_cycle1).all()  # every cycle-1 block of the test set is new
-    n_pairs_12 = len(model.spec.pair_keys["cycle1+cycle2"])
-    assert (codes[:, 3] == n_pairs_12).all()  # and so is every pair that holds one
-    train_codes = building_block_codes(train, model.spec)
-    assert (train_codes[:, 0] < n_cycle1).all() and (
-        train_codes[:, 5] < len(model.spec.pair_keys["cycle2+cycle3"])
-    ).all()
-
-
 def test_building_block_term_without_block_ids_fails_clearly() -> None:
     table = pd.DataFrame({"smiles": ["CCO", "CCN", "CCC"], "t": [1, 0, 3], "c": [0, 1, 0]})
     data = delpyro.read_counts(table, target="t", control="c")
@@ -243,9 +228,9 @@ def test_held_out_loss_integrates_new_compound_effects_over_their_prior() -> Non
     training screen's size) must stay out, or a single draw swings the loss by thousands of nats."""
     data = delpyro.simulate_del(seed=8, n_per_cycle=(8, 8, 6))
     train, val, _ = split(data, "random", (0.6, 0.4, 0.0), seed=0)
-    config = ModelConfig(hidden_size=16, n_blocks=1, fingerprint_bits=256, epochs=3, batch_size=64)
+    config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=3, batch_size=64)
     result = fit(train, val, config, seed=0, progress="none")
-    batch = next(iter(delpyro.Minibatches(result.model.arrays(val), val.n_compounds, shuffle=False)))
+    batch = next(iter(delpyro.Minibatches(result.model.encoding.encode(val), val.n_compounds, shuffle=False)))
     losses = np.array([delpyro.eval_step(result.svi, batch) for _ in range(8)])
     print("held-out losses:", losses.round(3))
     assert np.all(losses > 0)
@@ -278,23 +263,20 @@ def test_vectorized_guide_draws_match_the_model_run_one_draw_at_a_time(bb_fit, b
     their spread is the guide's own scale."""
     from pyro import poutine
 
-    from delpyro.data import Minibatches
-    from delpyro.posterior import guide_draws, latent_enrichments
-
     model = bb_fit.model
-    batch = next(iter(Minibatches(model.arrays(bb_screen), 64, shuffle=True, seed=4)))
+    batch = next(iter(delpyro.Minibatches(model.encoding.encode(bb_screen), 64, shuffle=True, seed=4)))
     model.eval()
     with model.param_scope(), torch.no_grad():
         torch.manual_seed(0)
-        values = guide_draws(bb_fit, batch, 5)
-        target, matrix = latent_enrichments(model, batch, values, 5)
+        values = bb_fit.draw_sites(batch, 5)
+        target, matrix = model.latent_enrichments(batch, values, 5)
         assert target.shape == matrix.shape == (5, 64)
         assert values["compound_effect"].shape == (5, 64, 2) and values["bb_z"].shape[:2] == (5, 2)
         for s in range(5):
             trace = poutine.trace(poutine.condition(model, data={k: v[s] for k, v in values.items()})).get_trace(batch)
             torch.testing.assert_close(trace.nodes["log_target_enrichment"]["value"][:, 0], target[s])
             torch.testing.assert_close(trace.nodes["log_matrix_enrichment"]["value"][:, 0], matrix[s])
-        many = guide_draws(bb_fit, batch, 4000)
+        many = bb_fit.draw_sites(batch, 4000)
         loc, scale = bb_fit.guide.locs.bb_z, bb_fit.guide.scales.bb_z
         spread = many["bb_z"].std(0)
         assert float(((spread / scale) - 1).abs().max()) < 0.08

@@ -33,7 +33,7 @@ def scores() -> dict[str, np.ndarray]:
         truth = test.truth["log_target_enrichment"].to_numpy()
         out["naive"].append(spearmanr(naive_enrichment(test), truth).statistic)
         default = fit(train, None, ModelConfig(epochs=EPOCHS), seed=seed, progress="none")
-        assert set(default.model.term_names) == {"fingerprint", "building_blocks", "compound"}
+        assert set(default.model.terms) == {"fingerprint", "building_blocks", "compound"}
         out["default"].append(_held_out_spearman(default, test))
         # the simulated screen has no docked poses: the preset's fingerprint network alone
         del_dock = ModelConfig.preset("del-dock", terms=("fingerprint",), epochs=EPOCHS)

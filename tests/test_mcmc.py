@@ -49,7 +49,7 @@ def test_networks_and_point_estimates_are_refused() -> None:
     data = delpyro.simulate_del(seed=0, n_per_cycle=(2, 2, 2))
     with pytest.raises(ValueError, match="without networks"):
         run_nuts(data, ModelConfig(), num_samples=2, num_warmup=2)
-    with pytest.raises(ValueError, match=r"gates='global'"):
+    with pytest.raises(ValueError, match=r"gates='latent'"):
         run_nuts(data, ModelConfig(terms=("compound",), likelihood="zip", gates="learned"))
     with pytest.raises(ValueError, match=r"matrix_shift='latent'"):
         run_nuts(data, ModelConfig(terms=("compound",), likelihood="poisson"), num_samples=2, num_warmup=2)

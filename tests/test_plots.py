@@ -26,7 +26,7 @@ def fitted():
     data = delpyro.simulate_del(seed=0, n_per_cycle=(4, 4, 4), n_poses=3, n_pose_features=8)
     config = delpyro.ModelConfig(
         hidden_size=16,
-        n_blocks=1,
+        n_layers=1,
         fingerprint_bits=256,
         epochs=2,
         terms=("fingerprint", "poses", "building_blocks", "compound"),

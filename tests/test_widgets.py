@@ -13,9 +13,9 @@ import pytest
 from jupyter_client.session import Session
 
 import delpyro
-import delpyro.infer
+import delpyro.train
 from delpyro import ModelConfig, fit
-from delpyro.widgets import ENV_VAR, TrainingMonitor, _deliver_pending_clicks, make_progress, resolve_mode
+from delpyro.widgets import ENV_VAR, TrainingMonitor, _deliver_pending_clicks, resolve_mode
 
 BATCH = 16  # 64 compounds: 4 steps an epoch
 
@@ -32,7 +32,7 @@ def halves(screen):
 
 
 def tiny(**overrides) -> ModelConfig:
-    return ModelConfig(**{"hidden_size": 16, "n_blocks": 1, "fingerprint_bits": 256, "epochs": 2, **overrides})
+    return ModelConfig(**{"hidden_size": 16, "n_layers": 1, "fingerprint_bits": 256, "epochs": 2, **overrides})
 
 
 class Clock:
@@ -183,23 +183,23 @@ def test_stop_button_stops_fit_after_the_current_step_and_the_run_resumes(halves
 
 
 def test_stop_through_fits_own_widget(screen, monkeypatch) -> None:
-    reporters = []
+    monitors = []
 
-    def capture(mode, total_epochs, *args):
-        reporter = make_progress(mode, total_epochs, *args)
-        reporters.append(reporter)
-        return reporter
+    def capture(*args, **kwargs):
+        monitor = TrainingMonitor(*args, **kwargs)
+        monitors.append(monitor)
+        return monitor
 
-    monkeypatch.setattr(delpyro.infer, "make_progress", capture)
+    monkeypatch.setattr(delpyro.train, "TrainingMonitor", capture)  # the display fit makes for itself
 
     def click(event: str, info: dict) -> None:
         if event == "step" and info["step"] == 3:
-            reporters[0].monitor.stop_button.click()
+            monitors[0].stop_button.click()
 
     result = fit(screen, None, tiny(), epochs=3, batch_size=BATCH, progress="widget", callbacks=[click])
-    assert reporters[0].monitor.mode == "widget" and reporters[0].monitor.closed
+    assert monitors[0].mode == "widget" and monitors[0].closed
     assert result.stopped_by_user and result.step == 3 and result.epoch == 1
-    assert result.records[0]["train_loss"] == pytest.approx(reporters[0].monitor.records[0]["train_loss"])
+    assert result.records[0]["train_loss"] == pytest.approx(monitors[0].records[0]["train_loss"])
     again = fit(screen, None, resume=result, epochs=3, batch_size=BATCH, progress="none")
     assert again.epoch == 3 and again.step == 3 + 2 * 4
 
@@ -240,7 +240,7 @@ def test_environment_override(monkeypatch, screen, capsys) -> None:
     with pytest.raises(ValueError, match=ENV_VAR):
         TrainingMonitor()
     with pytest.raises(ValueError, match="progress must be"):
-        make_progress("loud", 2)
+        fit(screen, None, tiny(epochs=1), batch_size=BATCH, progress="loud")
 
 
 def test_a_notebook_server_kernel_gets_the_widget(monkeypatch) -> None:

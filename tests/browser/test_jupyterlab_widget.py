@@ -39,7 +39,7 @@ import delpyro
 from delpyro import ModelConfig, fit
 
 screen = delpyro.simulate_del(seed=0, n_per_cycle=(4, 4, 4))
-config = ModelConfig(hidden_size=16, n_blocks=1, fingerprint_bits=256, epochs=EPOCHS, batch_size=16)
+config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=EPOCHS, batch_size=16)
 
 
 def slow(event, info):  # steps that take a while, so that the display can be watched

@@ -1,0 +1,311 @@
+"""A screen becomes the arrays a model consumes, in one place, before the model.
+
+:meth:`Encoding.fit` reads what a model needs to remember of its training screen: replicate names and
+library-size depth offsets, the load offset's constants, the building-block vocabulary per cycle and the
+pairs of blocks (disynthons) seen together, the training compounds' ids, pose shapes, the fingerprint
+settings and the terms the model will have. :meth:`Encoding.encode` then turns any screen into named arrays
+(:mod:`delpyro.keys`): packed fingerprints, block and pair codes in the training vocabulary, the load
+offset, positions in the training screen, and counts. A model is built from an encoding and never reads a
+screen's columns itself::
+
+    screen -> Encoding.fit(train, config) -> encoding.encode(screen) -> Minibatches -> DELModel(batch)
+
+Building-block families: one per cycle, then (with ``bb_pairs``) one per pair of cycles. Each family has a
+slot per block (or per pair seen in training) and a last slot for every block or pair never seen in
+training. A compound's code in a family is its slot there.
+
+Depth and load offsets (natural logs):
+
+- ``log depth_r = log(total reads of replicate r / n_compounds)`` of the training screen, per replicate
+  (zeros without ``normalize_depth``);
+- ``log load_i = log(load_i + c) - log mean(load + c)``, with c = 0.5 for whole-number loads
+  (pre-selection counts) and half the smallest positive value for relative abundances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from delpyro.config import ModelConfig, resolve_terms
+from delpyro.data import DELData, DELDataError
+from delpyro.features import fingerprints
+from delpyro.keys import (
+    BLOCK_CODES,
+    CONTROL_COUNTS,
+    FINGERPRINTS,
+    INDEX,
+    LOG_LOAD,
+    POSES,
+    SCREEN_SIZE,
+    TARGET_COUNTS,
+    TRAINING_POSITION,
+)
+
+__all__ = ["UNSEEN", "Encoding", "load_offset", "log_depth_offsets"]
+
+#: The label of every family's last slot: blocks and pairs never seen in training.
+UNSEEN = "(unseen)"
+
+
+def log_depth_offsets(counts: np.ndarray, names: list[str], arm: str) -> np.ndarray:
+    """float64 ``[n_replicates]``: log(column total / n_compounds), library-size normalization.
+
+    A replicate without reads cannot be normalized: a DELDataError names it.
+    """
+    counts = np.asarray(counts)
+    if counts.shape[1] == 0:
+        return np.zeros(0)
+    totals = counts.sum(axis=0).astype(np.float64)
+    empty = [names[j] for j in np.flatnonzero(totals == 0)]
+    if empty:
+        raise DELDataError(f"{arm} replicates {empty} hold no reads: their depth cannot be normalized")
+    return np.log(totals / counts.shape[0])
+
+
+def load_offset(load: np.ndarray) -> tuple[float, float]:
+    """``(pseudocount, log_mean)`` so that the offset is log(load + pseudocount) - log_mean.
+
+    Whole-number loads (pre-selection counts) get a pseudocount of 0.5; relative abundances half their
+    smallest positive value. ``log_mean`` centres the offset: log of the mean of load + pseudocount.
+    """
+    load = np.asarray(load, dtype=np.float64)
+    if np.all(load == np.round(load)):
+        pseudocount = 0.5
+    else:
+        positive = load[load > 0]
+        pseudocount = 0.5 * float(positive.min()) if positive.size else 1.0
+    return pseudocount, float(np.log(np.mean(load + pseudocount)))
+
+
+@dataclass
+class Encoding:
+    """What a model takes from its training screen, and how it turns any screen into arrays.
+
+    Build it with :meth:`fit`; it is saved with a checkpoint (:meth:`to_dict`, :meth:`from_dict`).
+    """
+
+    #: the model's terms, resolved against the training screen (see :func:`delpyro.config.resolve_terms`)
+    terms: tuple[str, ...]
+    target_names: list[str]
+    control_names: list[str]
+    #: per-replicate log depth offsets ``[n_replicates]`` of each arm
+    log_depth_target: list[float]
+    log_depth_control: list[float]
+    fingerprint_radius: int = 3
+    fingerprint_bits: int = 2048
+    fingerprint_chirality: bool = True
+    n_poses: int = 0
+    n_pose_features: int = 0
+    #: the load offset's constants (None: the model uses no load)
+    load_pseudocount: float | None = None
+    load_log_mean: float | None = None
+    #: building-block ids per cycle, and the observed pair keys per pair of cycles (the building_blocks term)
+    bb_vocabulary: dict[str, list[str]] | None = None
+    pair_keys: dict[str, list[int]] | None = None
+    #: compound ids of the training screen, in order (the compound term's effects are indexed so)
+    training_ids: list[str] | None = None
+
+    # ---- built from the training screen ----------------------------------------------------------------
+    @classmethod
+    def fit(cls, data: DELData, config: ModelConfig) -> Encoding:
+        """The encoding of a model with ``config`` trained on ``data``."""
+        terms = resolve_terms(config, data.n_poses, data.building_blocks is not None)
+        if "poses" in terms and data.n_poses == 0:
+            raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
+        if config.gates == "per_compound" and "fingerprint" not in terms:
+            raise ValueError("gates='per_compound' needs the 'fingerprint' term, whose network gives the gates")
+        if config.normalize_depth:
+            log_depth_target = log_depth_offsets(data.target_counts, data.target_names, "target")
+            log_depth_control = log_depth_offsets(data.control_counts, data.control_names, "control")
+        else:
+            log_depth_target = np.zeros(data.n_target_replicates)
+            log_depth_control = np.zeros(data.n_control_replicates)
+        pseudocount = log_mean = None
+        if config.use_load and data.load is not None:
+            pseudocount, log_mean = load_offset(data.load)
+        vocabulary = pair_keys = None
+        if "building_blocks" in terms:
+            if data.building_blocks is None:
+                raise DELDataError(
+                    "building_blocks: the 'building_blocks' term needs building-block id columns, and this screen "
+                    "has none; read it with read_counts(..., building_blocks=[...]) or drop the term"
+                )
+            vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
+            codes = _block_codes(data.building_blocks, vocabulary)
+            pair_keys = {}
+            if config.bb_pairs:
+                pair_keys = {name: [int(v) for v in np.unique(keys)] for name, keys, _ in _pair_keys(codes, vocabulary)}
+        return cls(
+            terms=tuple(terms),
+            target_names=list(data.target_names),
+            control_names=list(data.control_names),
+            log_depth_target=[float(v) for v in log_depth_target],
+            log_depth_control=[float(v) for v in log_depth_control],
+            fingerprint_radius=config.fingerprint_radius,
+            fingerprint_bits=config.fingerprint_bits,
+            fingerprint_chirality=config.fingerprint_chirality,
+            n_poses=data.n_poses,
+            n_pose_features=data.n_pose_features,
+            load_pseudocount=pseudocount,
+            load_log_mean=log_mean,
+            bb_vocabulary=vocabulary,
+            pair_keys=pair_keys,
+            training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Encoding:
+        values = dict(values)
+        values["terms"] = tuple(values["terms"])
+        return cls(**values)
+
+    # ---- sizes --------------------------------------------------------------------------------------------
+    @property
+    def has_control(self) -> bool:
+        """Whether the screen has bead (control) replicates, and so a matrix arm."""
+        return len(self.control_names) > 0
+
+    @property
+    def uses_load(self) -> bool:
+        return self.load_pseudocount is not None
+
+    @property
+    def n_screened(self) -> int:
+        """Compounds of the training screen (the per-compound effects' plate)."""
+        return len(self.training_ids or ())
+
+    @property
+    def families(self) -> list[tuple[str, int]]:
+        """Building-block families in code order, each with its number of slots (the unseen one included):
+        every cycle, then every pair of cycles (named "cycle1+cycle2")."""
+        vocabulary = self.bb_vocabulary or {}
+        return [(c, len(ids) + 1) for c, ids in vocabulary.items()] + [
+            (name, len(keys) + 1) for name, keys in (self.pair_keys or {}).items()
+        ]
+
+    def pair_blocks(self, family: str) -> tuple[np.ndarray, np.ndarray]:
+        """The block codes (int64 ``[n_pairs]``) in either cycle of every pair a pair family saw in training."""
+        second = family.split("+")[1]
+        width = len(self.bb_vocabulary[second]) + 1
+        keys = np.asarray(self.pair_keys[family], dtype=np.int64)
+        return keys // width, keys % width
+
+    def family_labels(self) -> dict[str, list[str]]:
+        """Labels of every family's slots: block ids per cycle, "a+b" per pair, and ``UNSEEN`` last."""
+        vocabulary = self.bb_vocabulary or {}
+        labels = {cycle: [*map(str, ids), UNSEEN] for cycle, ids in vocabulary.items()}
+        for family in self.pair_keys or {}:
+            first, second = family.split("+")
+            rows, columns = self.pair_blocks(family)
+            pairs = [f"{labels[first][a]}+{labels[second][b]}" for a, b in zip(rows, columns, strict=True)]
+            labels[family] = [*pairs, UNSEEN]
+        return labels
+
+    def log_load_offset(self, load: np.ndarray) -> np.ndarray:
+        """The load offset ``[n]`` of a screen's loads, with the training screen's constants."""
+        return np.log(np.asarray(load, dtype=np.float64) + self.load_pseudocount) - self.load_log_mean
+
+    # ---- any screen -> arrays ----------------------------------------------------------------------------
+    def encode(self, data: DELData, *, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+        """The arrays a batch is sliced from (keys of :mod:`delpyro.keys`), assembled once: packed
+        fingerprints, poses, block codes, training positions, the load offset, and counts as float32.
+        Counts are left out when the screen's replicates differ from training's."""
+        arrays: dict[str, np.ndarray] = {}
+        if "fingerprint" in self.terms:
+            arrays[FINGERPRINTS] = fingerprints(
+                data.smiles,
+                radius=self.fingerprint_radius,
+                n_bits=self.fingerprint_bits,
+                use_chirality=self.fingerprint_chirality,
+                cache_dir=cache_dir,
+            )
+        if "poses" in self.terms:
+            if data.poses is None or data.poses.shape[1:] != (self.n_poses, self.n_pose_features):
+                raise DELDataError(
+                    f"poses: the model needs [n, {self.n_poses}, {self.n_pose_features}] pose features, "
+                    f"got {None if data.poses is None else data.poses.shape}"
+                )
+            arrays[POSES] = data.poses
+        if "building_blocks" in self.terms:
+            arrays[BLOCK_CODES] = self.block_codes(data)
+        if "compound" in self.terms:
+            lookup = {compound: i for i, compound in enumerate(self.training_ids)}
+            arrays[TRAINING_POSITION] = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
+        if data.target_names == self.target_names and data.control_names == self.control_names:
+            arrays[TARGET_COUNTS] = data.target_counts.astype(np.float32)
+            if data.n_control_replicates:
+                arrays[CONTROL_COUNTS] = data.control_counts.astype(np.float32)
+        if self.uses_load:
+            if data.load is None:
+                raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
+            arrays[LOG_LOAD] = self.log_load_offset(data.load).astype(np.float32)
+        return arrays
+
+    def block_codes(self, data: DELData) -> np.ndarray:
+        """int64 ``[n_compounds, n_families]``: each compound's slot in every family, in the training
+        vocabulary; blocks and pairs not seen in training get their family's last (unseen) slot."""
+        if data.building_blocks is None:
+            raise DELDataError(
+                "building_blocks: the model uses building-block effects, and this screen has no block ids"
+            )
+        missing = [c for c in self.bb_vocabulary if c not in data.building_blocks.columns]
+        if missing:
+            raise DELDataError(f"building_blocks: columns {missing} of the training screen are missing")
+        codes = _block_codes(data.building_blocks, self.bb_vocabulary)
+        columns = [codes]
+        for name, keys, unseen in _pair_keys(codes, self.bb_vocabulary):
+            if name not in self.pair_keys:  # a model without disynthon families
+                continue
+            known = np.asarray(self.pair_keys[name], dtype=np.int64)
+            position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
+            found = known[position] == keys if known.size else np.zeros(len(keys), bool)
+            columns.append(np.where(found & ~unseen, position, len(known))[:, None])
+        return np.concatenate(columns, axis=1)
+
+    def example_batch(self, size: int = 1, device: str | torch.device = "cpu") -> dict[str, Any]:
+        """A batch of ``size`` all-zero compounds of the right shapes (to build a guide without data)."""
+        with torch.device(device):
+            batch: dict[str, Any] = {INDEX: torch.arange(size), SCREEN_SIZE: size}
+            if "fingerprint" in self.terms:
+                batch[FINGERPRINTS] = torch.zeros(size, self.fingerprint_bits // 8, dtype=torch.uint8)
+            if "building_blocks" in self.terms:
+                batch[BLOCK_CODES] = torch.zeros(size, len(self.families), dtype=torch.long)
+            if "poses" in self.terms:
+                batch[POSES] = torch.zeros(size, self.n_poses, self.n_pose_features)
+            batch[TARGET_COUNTS] = torch.zeros(size, len(self.target_names))
+            if self.has_control:
+                batch[CONTROL_COUNTS] = torch.zeros(size, len(self.control_names))
+            if self.uses_load:
+                batch[LOG_LOAD] = torch.zeros(size)
+            if "compound" in self.terms:
+                batch[TRAINING_POSITION] = torch.arange(size) % self.n_screened
+        return batch
+
+
+def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
+    """int64 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
+    codes = np.empty((len(frame), len(vocabulary)), dtype=np.int64)
+    for k, (cycle, ids) in enumerate(vocabulary.items()):
+        lookup = {block: j for j, block in enumerate(ids)}
+        codes[:, k] = [lookup.get(block, len(ids)) for block in frame[cycle]]
+    return codes
+
+
+def _pair_keys(codes: np.ndarray, vocabulary: dict[str, list[str]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """For every pair of cycles: its name, one int64 key per compound for its pair of blocks (decoded by
+    :meth:`Encoding.pair_blocks`), and whether either block is unseen (the unseen slot of its cycle)."""
+    cycles = list(vocabulary)
+    for k in range(len(cycles)):
+        for m in range(k + 1, len(cycles)):
+            width = len(vocabulary[cycles[m]]) + 1
+            unseen = (codes[:, k] == len(vocabulary[cycles[k]])) | (codes[:, m] == width - 1)
+            yield f"{cycles[k]}+{cycles[m]}", codes[:, k] * width + codes[:, m], unseen

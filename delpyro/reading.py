@@ -1,0 +1,329 @@
+"""Reading a screen from a table: :func:`read_counts`, the column maps of public layouts (``LAYOUTS``).
+
+A table (CSV, TSV, parquet, or a DataFrame) becomes a validated :class:`~delpyro.data.DELData`. Columns are
+named explicitly, by globs, or by a layout preset (``read_counts(path, preset="kindel")``); whatever is wrong
+raises :class:`~delpyro.data.DELDataError` naming the column, the first offending rows and what was
+expected. Nothing is dropped silently: rows dropped on request are counted and reported.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from delpyro.data import (
+    DELData,
+    DELDataError,
+    as_counts,
+    as_load,
+    as_strings,
+    check_unique,
+    is_missing_string,
+    rows_text,
+    sidecar_paths,
+    table_kind,
+)
+
+__all__ = ["LAYOUTS", "Layout", "invalid_smiles", "read_counts"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The column map of a public table layout, chosen by ``read_counts(..., preset=name)``; roles in
+    ``optional`` may match no column."""
+
+    description: str
+    target: tuple[str, ...]
+    control: tuple[str, ...] = ()
+    smiles: str = "smiles"
+    compound_id: str | None = None
+    load: str | None = None
+    building_blocks: tuple[str, ...] | None = None
+    optional: tuple[str, ...] = ()
+
+
+LAYOUTS: dict[str, Layout] = {
+    "kindel": Layout(
+        "KinDEL parquet (DDR1 / MAPK14): three target and three matrix replicates, load, three cycles",
+        target=("seq_target_*",),
+        control=("seq_matrix_*",),
+        load="seq_load",
+        building_blocks=("smiles_a", "smiles_b", "smiles_c"),
+    ),
+    "del-dock": Layout(
+        "DEL-Dock CA-IX table: four target replicates, two bead replicates (TPM-normalized counts)",
+        target=("ca9_exp_r*_tpm_normalized",),
+        control=("ca9_beads_r*_tpm_normalized",),
+    ),
+    "del-qsar": Layout(
+        "DEL-QSAR DD1S table: summed target and bead counts, three cycles",
+        target=("exp_tot",),
+        control=("beads_tot",),
+        building_blocks=("cycle1", "cycle2", "cycle3"),
+    ),
+    "delpyro": Layout(
+        "what DELData.save writes (exact round trip)",
+        target=("target:*",),
+        control=("control:*",),
+        compound_id="compound_id",
+        load="load",
+        building_blocks=("bb:*",),
+        optional=("control", "load", "building_blocks"),
+    ),
+}
+
+
+def _resolve(
+    columns: Sequence[str],
+    patterns: str | Sequence[str] | None,
+    role: str,
+    preset: str | None,
+    optional: bool = False,
+) -> list[str]:
+    """Column names for ``patterns`` (exact names or globs), in table order; missing ones are errors."""
+    if patterns is None:
+        return []
+    found: list[str] = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        if pattern in columns:
+            matches = [pattern]
+        elif any(ch in pattern for ch in "*?["):
+            matches = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+        else:
+            matches = []
+        if not matches and not optional:
+            where = f" (preset {preset!r})" if preset else ""
+            listed = ", ".join(repr(c) for c in list(columns)[:20]) + (", ..." if len(columns) > 20 else "")
+            raise DELDataError(
+                f"column {pattern!r} for {role}{where} is missing from the table; its columns are {listed}"
+            )
+        found.extend(m for m in matches if m not in found)
+    return found
+
+
+def invalid_smiles(smiles: Sequence[str]) -> np.ndarray:
+    """Positions of entries RDKit cannot parse (missing and empty strings included)."""
+    from rdkit import Chem, rdBase
+
+    bad = []
+    with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized in our error
+        for i, s in enumerate(smiles):
+            if not isinstance(s, str) or not s.strip() or Chem.MolFromSmiles(s) is None:
+                bad.append(i)
+    return np.asarray(bad, dtype=np.int64)
+
+
+def read_counts(
+    source: str | Path | pd.DataFrame,
+    *,
+    target: str | Sequence[str] | None = None,
+    control: str | Sequence[str] | None = (),
+    smiles: str = "smiles",
+    compound_id: str | None = None,
+    load: str | None = None,
+    building_blocks: str | Sequence[str] | None = None,
+    poses: np.ndarray | str | Path | None = None,
+    preset: str | None = None,
+    on_invalid_smiles: str = "error",
+    report: list[str] | None = None,
+) -> DELData:
+    """Read a screen from a CSV, TSV or parquet path, or a DataFrame, into a validated :class:`DELData`.
+
+    Args:
+        source: a path (``.csv``, ``.tsv``, ``.parquet``; compressed CSV such as ``.csv.gz`` works) or a
+            DataFrame.
+        target: target replicate count columns: a list of names, or a glob such as ``"seq_target_*"``.
+        control: control (bead / matrix) replicate count columns, likewise; may be empty.
+        smiles: the SMILES column.
+        compound_id: a column of unique ids; by default ids are made from the row positions
+            (``row0``, ``row1``, ... zero-padded).
+        load: a column of pre-selection counts or relative abundance.
+        building_blocks: building-block id columns, one per cycle (names or a glob).
+        poses: docked-pose features ``[n_rows, n_poses, n_pose_features]``: an array or a ``.npy`` path
+            (memory-mapped). With ``preset="delpyro"`` the ``.poses.npy`` beside the table is read.
+        preset: fills the column map for a public layout: ``"kindel"``, ``"del-dock"``, ``"del-qsar"`` or
+            ``"delpyro"`` (see ``LAYOUTS``). Arguments given explicitly win over the preset.
+        on_invalid_smiles: ``"error"`` raises naming the rows; ``"drop"`` drops those rows and reports
+            how many and which (a warning, and a line appended to ``report`` when given).
+        report: a list that collects notes on what was done (rows dropped).
+
+    Raises:
+        DELDataError: naming the column, the first offending rows, and what was expected.
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"smiles": ["CCO", "c1ccccc1"], "t1": [0, 4], "t2": [1, 3], "beads": [0, 0]})
+    >>> read_counts(table, target="t*", control=["beads"]).target_counts.tolist()
+    [[0, 1], [4, 3]]
+    """
+    if on_invalid_smiles not in ("error", "drop"):
+        raise ValueError(f"on_invalid_smiles must be 'error' or 'drop', got {on_invalid_smiles!r}")
+    optional: tuple[str, ...] = ()
+    if preset is not None:
+        if preset not in LAYOUTS:
+            raise DELDataError(f"unknown preset {preset!r}; expected one of {sorted(LAYOUTS)}")
+        layout = LAYOUTS[preset]
+        target = layout.target if target is None else target
+        control = layout.control if not control else control
+        compound_id = compound_id or layout.compound_id
+        load = load or layout.load
+        building_blocks = building_blocks or layout.building_blocks
+        optional = layout.optional
+    if target is None:
+        raise DELDataError("read_counts: name the target replicate columns (target=...) or give a preset")
+
+    # the header first, so that string columns can be read as strings
+    table: pd.DataFrame | None = None
+    if isinstance(source, pd.DataFrame):
+        table = source.rename(columns=str)
+        columns = list(table.columns)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DELDataError(f"{path}: no such file")
+        kind = table_kind(path)
+        if kind == "parquet":
+            table = pd.read_parquet(path).rename(columns=str)
+            columns = list(table.columns)
+        else:
+            sep = "\t" if kind == "tsv" else ","
+            columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+
+    def resolve(patterns: Any, role: str, key: str) -> list[str]:
+        return _resolve(columns, patterns, role, preset, optional=key in optional)
+
+    target_columns = resolve(target, "target counts", "target")
+    control_columns = resolve(control, "control counts", "control")
+    smiles_column = resolve(smiles, "smiles", "smiles")[0]
+    id_column = (resolve(compound_id, "compound ids", "compound_id") or [None])[0]
+    load_column = (resolve(load, "load", "load") or [None])[0]
+    bb_columns = resolve(building_blocks, "building blocks", "building_blocks")
+    overlap = set(target_columns) & set(control_columns)
+    if overlap:
+        raise DELDataError(f"columns {sorted(overlap)} are named both as target and as control counts")
+    truth_columns = [c for c in columns if c.startswith("truth:")] if preset == "delpyro" else []
+
+    if table is None:
+        strings = {c: str for c in [smiles_column, id_column, *bb_columns] if c}
+        # pandas 3 parses floats exactly by default; pandas 2 needs to be asked
+        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+        table = pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact)
+    n_rows = len(table)
+    if n_rows == 0:
+        raise DELDataError("the table is empty: expected at least one compound row")
+
+    smiles_values = np.array(
+        ["" if is_missing_string(v) else str(v) for v in table[smiles_column].to_numpy(dtype=object)],
+        dtype=object,
+    )
+    pose_array = _load_poses(poses, source, preset)
+    if pose_array is not None and pose_array.shape[0] != n_rows:
+        raise DELDataError(f"poses: the pose array has {pose_array.shape[0]} rows but the table has {n_rows} rows")
+
+    keep = np.arange(n_rows)
+    bad_smiles = invalid_smiles(smiles_values)
+    if bad_smiles.size:
+        shown = smiles_values[bad_smiles].tolist()
+        if on_invalid_smiles == "error":
+            raise DELDataError(
+                f"column {smiles_column!r}: expected SMILES that RDKit can parse; "
+                f"{rows_text(bad_smiles, shown)} cannot be parsed (on_invalid_smiles='drop' drops them)"
+            )
+        note = (
+            f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse: "
+            f"{rows_text(bad_smiles, shown)}"
+        )
+        warnings.warn(note, stacklevel=2)
+        if report is not None:
+            report.append(note)
+        keep = np.setdiff1d(keep, bad_smiles)
+        if keep.size == 0:
+            raise DELDataError(f"column {smiles_column!r}: no row has a SMILES that RDKit can parse")
+        # the rows are dropped after the screen is assembled (so that any other error names the table's
+        # own row numbers); until then an empty or missing SMILES must not fail the string check
+        smiles_values[bad_smiles] = "*"
+
+    if id_column:
+        ids = as_strings(table[id_column].to_numpy(dtype=object), id_column, n_rows)
+        check_unique(ids, id_column)
+    else:
+        width = len(str(n_rows - 1))
+        ids = np.array([f"row{i:0{width}d}" for i in range(n_rows)], dtype=object)
+
+    def strip(names: list[str], prefix: str) -> list[str]:
+        if preset != "delpyro":
+            return names
+        return [c[len(prefix) :] if c.startswith(prefix) else c for c in names]
+
+    attrs: dict[str, Any] = {}
+    if preset == "delpyro" and not isinstance(source, pd.DataFrame):
+        attrs_path = sidecar_paths(Path(source))[1]
+        if attrs_path.exists():
+            attrs = json.loads(attrs_path.read_text())
+
+    data = DELData(
+        target_counts=as_counts(table[target_columns].to_numpy(), "target_counts", target_columns),
+        control_counts=(
+            as_counts(table[control_columns].to_numpy(), "control_counts", control_columns)
+            if control_columns
+            else np.zeros((n_rows, 0), dtype=np.int64)
+        ),
+        smiles=smiles_values,
+        compound_id=ids,
+        load=as_load(table[load_column].to_numpy(), load_column) if load_column else None,
+        building_blocks=(
+            pd.DataFrame(
+                {
+                    name: as_strings(table[c].to_numpy(dtype=object), c, n_rows)
+                    for name, c in zip(strip(bb_columns, "bb:"), bb_columns, strict=True)
+                }
+            )
+            if bb_columns
+            else None
+        ),
+        poses=pose_array,
+        truth=(
+            pd.DataFrame({c[len("truth:") :]: table[c].to_numpy() for c in truth_columns}) if truth_columns else None
+        ),
+        target_names=strip(target_columns, "target:"),
+        control_names=strip(control_columns, "control:"),
+        attrs=attrs,
+    )
+    del table  # the pandas copy of the table; pyarrow keeps the memory of what it read in its pool
+    _release_arrow_memory()
+    return data if keep.size == n_rows else data.subset(keep)
+
+
+def _release_arrow_memory() -> None:
+    """Give pyarrow's pooled memory back to the system: after a parquet read its allocator holds on to
+    the freed buffers, about as much again as the table (hundreds of MB for a million compounds)."""
+    try:
+        import pyarrow
+    except ImportError:
+        return
+    pyarrow.default_memory_pool().release_unused()
+
+
+def _load_poses(poses: Any, source: Any, preset: str | None) -> np.ndarray | None:
+    """The pose array from an array or a .npy path (memory-mapped); the delpyro sidecar by default."""
+    if poses is None and preset == "delpyro" and not isinstance(source, pd.DataFrame):
+        beside = sidecar_paths(Path(source))[0]
+        poses = beside if beside.exists() else None
+    if poses is None:
+        return None
+    if isinstance(poses, (str, Path)):
+        path = Path(poses)
+        if not path.exists():
+            raise DELDataError(f"poses: {path}: no such file")
+        poses = np.load(path, mmap_mode="r")
+    array = poses if isinstance(poses, np.ndarray) else np.asarray(poses, dtype=np.float32)
+    if array.ndim != 3:
+        raise DELDataError(f"poses: expected an array [n_compounds, n_poses, n_pose_features], got shape {array.shape}")
+    return array

@@ -1,0 +1,306 @@
+"""A run directory: what ``delpyro fit`` writes and ``delpyro report`` rebuilds.
+
+The files of a run directory:
+
+- ``predictions.csv``: the posterior summary of every compound of the screen, with its SMILES and the split
+  it fell in (``train``, ``validation`` or ``test``).
+- ``history.csv``: one row per epoch: training and validation loss, seconds.
+- ``checkpoint.pt``: the fitted model, guide and optimizer (:func:`delpyro.results.load`).
+- ``idata.nc``: an ArviZ InferenceData of posterior, posterior predictive and log likelihood draws, on at most
+  ``IDATA_COMPOUNDS`` compounds (a fixed random subset of a larger screen).
+- ``figures/``: the figures of ``FIGURES`` that apply to the run.
+- ``settings.json``: the model configuration, the screen and how it was read, the split, the fit and the
+  ``idata.nc`` export: enough to read the screen again.
+- ``evaluation.json``: the held-out set, its loss and the guide diagnostic.
+- ``report.md``: all of the above in words, tables and figure links.
+
+:func:`write_run` writes a run directory from a fit; :func:`rebuild_report` rewrites its ``report.md`` from
+the saved files, optionally with measured affinities. A run directory that cannot be read raises
+:class:`RunError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from delpyro import metrics, plots
+from delpyro.baselines import naive_enrichment
+from delpyro.data import DELData
+from delpyro.diagnostics import guide_diagnostic
+from delpyro.posterior import truth_on_model_scale
+from delpyro.reading import read_counts
+from delpyro.results import FitResult, load
+
+#: compounds written to ``idata.nc`` at most (a random subset, fixed seed, of a larger screen)
+IDATA_COMPOUNDS = 2000
+IDATA_SAMPLES = 100
+#: figure file names in a run directory's ``figures/`` and their captions, in report order
+FIGURES = {
+    "training_curves.png": "Training and validation loss per epoch",
+    "top_compounds.png": "Compounds with the highest posterior mean log target enrichment",
+    "ppc_counts.png": "Posterior predictive check of the target counts",
+    "building_block_forest.png": "Building-block effects on the target arm",
+    "predicted_vs_true.png": "Predicted against true log target enrichment (held-out compounds)",
+    "predicted_vs_affinity.png": "Predicted enrichment against measured affinity",
+}
+
+
+class RunError(ValueError):
+    """A run directory that cannot be read (no checkpoint, a missing file)."""
+
+
+def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
+    """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given)."""
+    return read_counts(screen, **{key: value for key, value in options.items() if value is not None})
+
+
+def write_run(
+    run: Path,
+    result: FitResult,
+    data: DELData,
+    train: DELData,
+    val: DELData,
+    test: DELData,
+    settings: dict[str, Any],
+) -> Path:
+    """Write the run directory of ``result``, fitted on ``train`` (split from ``data`` with ``val`` and
+    ``test``), next to its checkpoint and history: predictions, ``idata.nc``, ``evaluation.json``,
+    ``settings.json`` (``settings`` and the ``idata.nc`` export), figures and ``report.md``, whose path it
+    returns."""
+    cache = str(run / "cache")
+    labels = pd.Series("train", index=pd.Index(data.compound_id, dtype=object), dtype=object)
+    labels[list(val.compound_id)] = "validation"
+    labels[list(test.compound_id)] = "test"
+    prediction = result.predict(data, cache_dir=cache)
+    prediction.insert(1, "smiles", data.smiles)
+    prediction.insert(2, "split", labels.to_numpy())
+    prediction.to_csv(run / "predictions.csv", index=False)
+
+    chosen = _idata_compounds(data.n_compounds)
+    idata = result.to_inference_data(
+        data, num_samples=IDATA_SAMPLES, compounds=chosen, seed=result.seed, cache_dir=cache
+    )
+    idata.to_netcdf(run / "idata.nc")
+
+    held, held_name = (test, "test") if test.n_compounds else (val, "validation")
+    evaluation: dict[str, Any] = {
+        "held_out_set": held_name if held.n_compounds else None,
+        "n_held_out": held.n_compounds,
+    }
+    evaluation["held_out_loss"] = result.evaluate(held, cache_dir=cache) if held.n_compounds else None
+    evaluation["guide_diagnostic"] = _guide_verdict(result, train)
+    (run / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
+
+    settings = {**settings, "idata": {"n_compounds": len(chosen), "num_samples": IDATA_SAMPLES}}
+    (run / "settings.json").write_text(json.dumps(settings, indent=1))
+
+    _fit_figures(result, data, prediction, idata, evaluation["held_out_set"], run / "figures")
+    return _write_report(run, result, data, settings, prediction, result.history, evaluation)
+
+
+def rebuild_report(
+    run: Path,
+    affinity_table: str | Path | None = None,
+    *,
+    value_column: str = "Ki",
+    kind: str | None = None,
+    smiles_column: str = "smiles",
+    unit: str = "nM",
+) -> Path:
+    """Rewrite ``report.md`` of a run directory from its saved files and return its path.
+
+    With ``affinity_table`` (a table of measured affinities: ``value_column`` in ``unit``, matched to the
+    screen by ``smiles_column``), add their correlation with the predictions and a predicted-vs-affinity
+    figure. ``kind`` (Ki, Kd, IC50, EC50) defaults to the value column's name when it is one, else Ki.
+    """
+    if not run.is_dir():
+        raise RunError(f"{run}: no such run directory")
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise RunError(f"{run}: no checkpoint.pt; expected a run directory written by delpyro fit")
+    for name in ("settings.json", "evaluation.json", "predictions.csv", "history.csv"):
+        if not (run / name).exists():
+            raise RunError(f"{run}: no {name}; expected a run directory written by delpyro fit")
+    settings = json.loads((run / "settings.json").read_text())
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    result = load(checkpoint, restore_rng=False)
+    data = read_screen(settings["data"]["screen"], settings["data"]["options"])
+    prediction = pd.read_csv(run / "predictions.csv", dtype={"compound_id": str, "smiles": str, "split": str})
+    if list(prediction["compound_id"]) != [str(c) for c in data.compound_id]:
+        raise RunError(f"{run}: predictions.csv does not list the compounds of {settings['data']['screen']}")
+    history = pd.read_csv(run / "history.csv")
+    affinity = None
+    if affinity_table is not None:
+        table = _read_table(affinity_table)
+        kind = kind or (value_column if value_column.lower() in metrics.AFFINITY_KINDS else "Ki")
+        options = {"unit": unit, "value_column": value_column, "smiles_column": smiles_column}
+        correlation = metrics.affinity_correlation(prediction, table, kind, **options)
+        plots.predicted_vs_affinity(
+            prediction, table, kind, path=run / "figures" / "predicted_vs_affinity.png", **options
+        )
+        affinity = {"table": str(affinity_table), "column": value_column, "unit": unit, "correlation": correlation}
+    return _write_report(run, result, data, settings, prediction, history, evaluation, affinity)
+
+
+def _idata_compounds(n: int, limit: int = IDATA_COMPOUNDS) -> np.ndarray:
+    """Positions of the compounds exported to ``idata.nc``: all of them, or ``limit`` drawn with a fixed seed."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+
+
+def _guide_verdict(result: FitResult, train: DELData) -> dict[str, Any]:
+    try:
+        return guide_diagnostic(result, train, num_particles=100, seed=result.seed)
+    except (FloatingPointError, ValueError, RuntimeError) as err:
+        return {"k": None, "verdict": f"not computed: {err}"}
+
+
+def _truth_scale(result: FitResult, data: DELData) -> np.ndarray | None:
+    """The true log target enrichment on the model's scale, when the screen is a simulated one."""
+    if data.truth is None or "target_scale" not in data.attrs:
+        return None
+    return truth_on_model_scale(result, data)
+
+
+def _fit_figures(
+    result: FitResult, data: DELData, prediction: pd.DataFrame, idata: Any, held_name: str | None, figures: Path
+) -> None:
+    figures.mkdir(parents=True, exist_ok=True)
+    plots.training_curves(result.history, path=figures / "training_curves.png")
+    plots.top_compounds(prediction, n=min(30, len(prediction)), path=figures / "top_compounds.png")
+    observed = pd.DataFrame(idata.observed_data["target_counts"].values, columns=list(data.target_names))
+    plots.ppc_counts(observed, idata.posterior_predictive["target_counts"].values, path=figures / "ppc_counts.png")
+    encoding = result.model.encoding
+    if encoding.bb_vocabulary is not None and "building_blocks" in encoding.terms:
+        effects = result.building_block_effects(num_samples=200, seed=result.seed)
+        plots.building_block_forest(effects, top=20, path=figures / "building_block_forest.png")
+    if held_name is not None and data.truth is not None and "log_target_enrichment" in data.truth:
+        rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
+        held = data.subset(rows)
+        truth = _truth_scale(result, held)
+        if truth is None:
+            truth = held.truth["log_target_enrichment"].to_numpy()
+        pred = prediction.iloc[rows].reset_index(drop=True)
+        plots.predicted_vs_true(pred, truth, path=figures / "predicted_vs_true.png")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "NaN" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _markdown_table(frame: pd.DataFrame, index: bool = False) -> str:
+    if index:
+        frame = frame.reset_index()
+    lines = ["| " + " | ".join(str(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _write_report(
+    run: Path,
+    result: FitResult,
+    data: DELData,
+    settings: dict[str, Any],
+    prediction: pd.DataFrame,
+    history: pd.DataFrame,
+    evaluation: dict[str, Any],
+    affinity: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``report.md`` of a run directory from its saved parts."""
+    model = settings["model"]
+    split_info = settings["split"]
+    lines = ["# delpyro run report", "", "## Data", ""]
+    lines += [f"Screen: `{settings['data']['screen']}`", ""]
+    options = {k: v for k, v in settings["data"]["options"].items() if v is not None}
+    lines += [f"Read with: `{json.dumps(options)}`", "", "```", data.summary(), "```", ""]
+    lines += [
+        f"Split ({split_info['how']}, seed {split_info['seed']}): {split_info['n_train']:,} training, "
+        f"{split_info['n_validation']:,} validation, {split_info['n_test']:,} test compounds.",
+        "",
+        "## Settings",
+        "",
+    ]
+    shown = ("name", "terms", "likelihood", "combine", "gates", "guide", "hidden_size", "epochs", "batch_size", "lr")
+    lines += [_markdown_table(pd.DataFrame({"setting": shown, "value": [str(model.get(k)) for k in shown]})), ""]
+    lines += ["Every setting is in `settings.json`.", "", "## Training", ""]
+    if len(history):
+        last = history.iloc[-1]
+        lines.append(f"- {len(history)} epochs; last training loss {last['train_loss']:.4f}")
+        if "val_loss" in history and history["val_loss"].notna().any():
+            lines.append(f"- validation loss: last {last['val_loss']:.4f}, best {history['val_loss'].min():.4f}")
+    lines += ["", "## Held-out metrics", ""]
+    if evaluation.get("held_out_set") is None:
+        lines += ["No compounds were held out.", ""]
+    else:
+        lines += _held_out_lines(result, data, prediction, evaluation)
+    lines += ["## Guide diagnostic", "", evaluation["guide_diagnostic"]["verdict"], ""]
+    if affinity is not None:
+        lines += [
+            "## Affinity",
+            "",
+            f"Measured {affinity['column']} ({affinity['unit']}) from `{affinity['table']}`, matched to the screen's "
+            "compounds; rank and linear correlation with the posterior mean log target enrichment (a good model "
+            "gives positive correlations):",
+            "",
+            _markdown_table(affinity["correlation"], index=True),
+            "",
+        ]
+    lines += ["## Figures", ""]
+    for name, caption in FIGURES.items():
+        if name == "predicted_vs_affinity.png" and affinity is None:
+            continue
+        if (run / "figures" / name).exists():
+            lines += [f"### {caption}", "", f"![{caption}](figures/{name})", ""]
+    path = run / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _held_out_lines(
+    result: FitResult, data: DELData, prediction: pd.DataFrame, evaluation: dict[str, Any]
+) -> list[str]:
+    held_name = evaluation["held_out_set"]
+    rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
+    lines = [f"On the {len(rows):,} {held_name} compounds.", ""]
+    lines.append(f"- loss (negative ELBO per compound): {evaluation['held_out_loss']:.4f}")
+    truth = data.truth
+    if truth is None or "log_target_enrichment" not in truth:
+        lines += ["- the screen carries no true enrichment: no truth metrics", ""]
+        return lines
+    held = data.subset(rows)
+    pred = prediction.iloc[rows].reset_index(drop=True)
+    true = held.truth["log_target_enrichment"].to_numpy()
+    model_rho = spearmanr(pred["log_enrichment_mean"], true).statistic
+    naive_rho = spearmanr(naive_enrichment(held), true).statistic
+    lines += [f"- Spearman with the true log target enrichment: model {model_rho:.3f}, naive {naive_rho:.3f}", ""]
+    if "is_binder" in held.truth:
+        ks = [k for k in (10, 50, 100) if k <= len(rows)] or [len(rows)]
+        recovery = metrics.hit_recovery(pred, held.truth["is_binder"].to_numpy(), top_k=ks)
+        lines += ["Hit recovery at k (true binders among the top k by posterior mean):", ""]
+        lines += [_markdown_table(recovery), ""]
+    scaled = _truth_scale(result, held)
+    if scaled is not None:
+        lines += ["Calibration (coverage of the central posterior intervals of the true enrichment):", ""]
+        lines += [_markdown_table(metrics.calibration(pred, scaled)), ""]
+    return lines
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")

@@ -1,0 +1,272 @@
+"""Training: :func:`fit`, a loop of SVI steps over epochs that calls its callbacks.
+
+Per step the loop takes one :func:`~delpyro.steps.train_step`; per epoch it scores the validation screen.
+Everything else is a callback, called in this order:
+
+1. :class:`MovingAverage`: updates the moving average of the parameters after every step;
+2. the progress display (:class:`~delpyro.widgets.TrainingMonitor`) and the user's callbacks;
+3. :class:`EarlyStopping`: keeps the best epoch's parameters and, after ``patience`` epochs without
+   improvement, restores them and ends training;
+4. :class:`Checkpoint`: writes the result after every epoch, after early stopping, so the file holds
+   what ``fit`` returns (the best epoch's parameters, and ``stopped_early``).
+
+A callback whose ``stop_requested`` is true after a step (the display's Stop button) ends training there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from delpyro.batches import Minibatches
+from delpyro.config import ModelConfig
+from delpyro.data import DELData
+from delpyro.encoding import Encoding
+from delpyro.guides import build_guide
+from delpyro.keys import INDEX
+from delpyro.results import FitResult, load
+from delpyro.steps import NonFiniteLossError, train_step
+from delpyro.widgets import MODES, TrainingMonitor
+
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "MovingAverage", "fit"]
+
+
+class Callback:
+    """A part of the training loop: hooks called after each step, after each epoch, and at the end."""
+
+    #: set to end training after the current step
+    stop_requested = False
+
+    def on_start(self, result: FitResult) -> None:
+        """Before the first step (of a fresh or a resumed run)."""
+
+    def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
+        """After a step; ``info``: step, epoch, loss, compounds in the batch, epochs, steps_per_epoch."""
+
+    def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
+        """After an epoch (its history row already recorded); may set ``stop_requested``."""
+
+    def on_end(self, result: FitResult) -> None:
+        """When training has ended (not after an error)."""
+
+
+class MovingAverage(Callback):
+    """The exponential moving average of the parameters (``result.ema``), updated after every step."""
+
+    def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
+        with result.model.param_scope():
+            result.ema.update()
+
+
+class EarlyStopping(Callback):
+    """Ends training when the validation loss has not improved for ``patience`` epochs, and restores the
+    best parameters and moving average (``result.best_epoch``, ``result.stopped_early``): the best epoch's,
+    or, when a resumed run never beats the loss it resumed with, those it resumed from."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.without_improvement = 0
+        self.best: dict[str, Any] = {}
+
+    def on_start(self, result: FitResult) -> None:
+        self.best = _snapshot(result)
+
+    def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
+        if row["val_loss"] < result.best_val_loss:
+            result.best_val_loss = row["val_loss"]
+            result.best_epoch = row["epoch"]
+            self.best = _snapshot(result)
+            self.without_improvement = 0
+            return
+        self.without_improvement += 1
+        if self.without_improvement >= self.patience:
+            _restore(result, self.best)
+            result.stopped_early = True
+            self.stop_requested = True
+
+
+class Checkpoint(Callback):
+    """Writes ``checkpoint.pt`` in ``folder`` after every epoch."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / "checkpoint.pt"
+
+    def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
+        result.save(self.path)
+
+
+class _UserCallback(Callback):
+    """A callable ``callback(event, info)`` (events "step", "epoch" and "end"), or a progress display."""
+
+    def __init__(self, function: Callable[[str, dict[str, Any]], None]) -> None:
+        self.function = function
+
+    @property
+    def stop_requested(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.function, "stop_requested", False))
+
+    def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
+        self.function("step", info)
+
+    def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
+        self.function("epoch", row)
+
+    def on_end(self, result: FitResult) -> None:
+        self.function("end", {"result": result})
+
+
+class _Display(_UserCallback):
+    """The progress display: fed like a user's callback, closed at the end rather than told of it."""
+
+    def on_end(self, result: FitResult) -> None:
+        self.function.close()
+
+
+def _snapshot(result: FitResult) -> dict[str, Any]:
+    with result.model.param_scope():
+        params = {name: value.detach().clone() for name, value in pyro.get_param_store().named_parameters()}
+    return {"params": params, "ema": result.ema.state_dict()}
+
+
+def _restore(result: FitResult, snapshot: dict[str, Any]) -> None:
+    with result.model.param_scope(), torch.no_grad():
+        for name, value in pyro.get_param_store().named_parameters():
+            if name in snapshot["params"]:
+                value.copy_(snapshot["params"][name])
+    result.ema.load_state_dict(snapshot["ema"])
+
+
+def fit(
+    train: DELData,
+    val: DELData | None = None,
+    config: ModelConfig | None = None,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: str = "auto",
+    callbacks: Iterable[Callable[[str, dict[str, Any]], None]] = (),
+    checkpoint_dir: str | Path | None = None,
+    early_stopping_patience: int | None = None,
+    resume: FitResult | str | Path | None = None,
+    cache_dir: str | None = None,
+    device: str | torch.device | None = None,
+) -> FitResult:
+    """Fit a model to a screen by SVI and return a :class:`~delpyro.results.FitResult`.
+
+    Args:
+        train, val: the training screen and an optional validation screen (same replicates).
+        config: a :class:`~delpyro.config.ModelConfig` (default ``ModelConfig()``); ``epochs`` and
+            ``batch_size`` override it.
+        seed: seeds the weights, the batch order and every draw; the same seed gives the same fit.
+        progress: "auto" (a live widget in JupyterLab, text lines elsewhere; the environment variable
+            ``DELPYRO_PROGRESS`` overrides that choice) | "text" | "widget" | "none". See
+            :class:`delpyro.widgets.TrainingMonitor`.
+        callbacks: callables ``callback(event, info)``: event "step" (info: step, epoch, loss, compounds in
+            the batch, epochs, steps_per_epoch), "epoch" (info: the history row) and "end" (info:
+            {"result": FitResult}). A callback (or the progress display) whose ``stop_requested`` attribute
+            is true after a step ends training there: that epoch is closed on the steps done (its row,
+            validation and checkpoint as usual), ``result.stopped_by_user`` is set, and
+            ``fit(..., resume=result)`` goes on from the next epoch.
+        checkpoint_dir: write ``checkpoint.pt`` there after every epoch (after early stopping, so the file
+            holds the parameters ``fit`` returns).
+        early_stopping_patience: stop when the validation loss has not improved for this many epochs, and
+            keep the best epoch's parameters (``result.best_epoch``).
+        resume: a FitResult or a checkpoint path; training goes on from its epoch up to ``epochs``.
+        cache_dir: where fingerprints are cached.
+        device: where to train ("cpu", "cuda", a torch.device; default the CPU). The screen's arrays are
+            moved there once, and batches are sliced there; the result stays on that device, and
+            ``predict`` runs there too. A checkpoint loads on the CPU.
+
+    The training loss is the negative ELBO per compound over each epoch's steps (as they happened); the
+    validation loss is computed with the moving-average parameters. A NaN or infinite loss stops training
+    with :class:`~delpyro.steps.NonFiniteLossError` naming the step; its ``result`` keeps the last good state.
+    """
+    if progress not in MODES:
+        raise ValueError(f"progress must be 'auto', 'text', 'widget' or 'none', got {progress!r}")
+    if resume is not None:
+        result = resume if isinstance(resume, FitResult) else load(resume)
+        if device is not None and torch.device(device) != result.model.device:
+            raise ValueError(f"device: the run to resume lives on {result.model.device}; resume it there")
+    else:
+        config = config or ModelConfig()
+        pyro.set_rng_seed(seed)
+        encoding = Encoding.fit(train, config)
+        result = FitResult.new(config, encoding, seed)
+        if device is not None:
+            result.model.to(device)
+    config, seed, model = result.config, result.seed, result.model
+    epochs = config.epochs if epochs is None else epochs
+    batch_size = config.batch_size if batch_size is None else batch_size
+    encoding = model.encoding
+    batches = Minibatches(encoding.encode(train, cache_dir=cache_dir), batch_size, seed=seed, device=model.device)
+    batches.epoch = result.epoch
+    val_batches = None
+    if val is not None:
+        encoded = encoding.encode(val, cache_dir=cache_dir)
+        val_batches = Minibatches(encoded, max(batch_size, 1024), shuffle=False, device=model.device)
+    build_guide(result.guide, model)
+
+    display = _Display(TrainingMonitor(epochs, mode=progress))
+    loop: list[Callback] = [MovingAverage(), display, *(_UserCallback(c) for c in callbacks)]
+    if early_stopping_patience and val_batches is not None:
+        loop.append(EarlyStopping(early_stopping_patience))
+    if checkpoint_dir is not None:
+        loop.append(Checkpoint(checkpoint_dir))
+    result.stopped_by_user = False
+    first_step = result.step
+    for callback in loop:
+        callback.on_start(result)
+    try:
+        for epoch in range(result.epoch, epochs):
+            started = time.perf_counter()
+            total = 0.0
+            seen = 0
+            for batch in batches:
+                try:
+                    loss = train_step(result.svi, batch, validate=result.step == first_step)
+                except NonFiniteLossError as err:
+                    err.step = result.step + 1
+                    err.result = result
+                    err.args = (f"training stopped at step {err.step} (epoch {epoch + 1}): {err.args[0]}",)
+                    raise
+                result.step += 1
+                compounds = len(batch[INDEX])
+                total += loss * compounds
+                seen += compounds
+                info = {
+                    "step": result.step,
+                    "epoch": epoch + 1,
+                    "loss": loss,
+                    "compounds": compounds,
+                    "epochs": epochs,
+                    "steps_per_epoch": len(batches),
+                }
+                for callback in loop:
+                    callback.on_step(result, info)
+                if any(callback.stop_requested for callback in loop):
+                    result.stopped_by_user = True
+                    break
+            val_loss = result.loss(val_batches) if val_batches is not None else math.nan
+            row = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val_loss}
+            row["seconds"] = time.perf_counter() - started
+            result.records.append(row)
+            result.epoch = epoch + 1
+            if val_batches is not None and not any(isinstance(c, EarlyStopping) for c in loop):
+                result.best_val_loss = min(result.best_val_loss, val_loss)
+            for callback in loop:
+                callback.on_epoch(result, row)
+            if any(callback.stop_requested for callback in loop):
+                break
+    finally:
+        display.on_end(result)
+    for callback in loop:
+        if callback is not display:
+            callback.on_end(result)
+    return result

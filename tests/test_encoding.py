@@ -1,0 +1,121 @@
+"""The encoding of a screen: depth and load offsets, building-block codes, and arrays by batch key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import delpyro
+from delpyro import DELDataError, Encoding, ModelConfig, split
+from delpyro.encoding import load_offset, log_depth_offsets
+
+# ---------------------------------------------------------------------------------------------------
+# depth and load offsets
+
+
+def test_log_depth_offsets_are_log_column_totals_over_n() -> None:
+    counts = np.array([[1, 0, 30], [2, 5, 0], [0, 7, 10], [5, 0, 0]])
+    got = log_depth_offsets(counts, ["r1", "r2", "r3"], "target")
+    np.testing.assert_allclose(got, np.log(np.array([8.0, 12.0, 40.0]) / 4.0), rtol=1e-15)
+    assert got.dtype == np.float64
+
+
+def test_log_depth_offsets_without_replicates_is_empty() -> None:
+    got = log_depth_offsets(np.zeros((5, 0), dtype=np.int64), [], "control")
+    assert got.shape == (0,)
+
+
+def test_log_depth_offsets_name_the_empty_replicate() -> None:
+    counts = np.array([[1, 0, 3], [2, 0, 0]])
+    with pytest.raises(DELDataError, match="control") as info:
+        log_depth_offsets(counts, ["beads_a", "beads_b", "beads_c"], "control")
+    message = str(info.value)
+    assert "beads_b" in message
+    assert "beads_a" not in message and "beads_c" not in message
+
+
+def test_load_offset_whole_numbers_take_half_a_read() -> None:
+    load = np.array([0, 3, 10, 1])
+    pseudocount, log_mean = load_offset(load)
+    assert pseudocount == 0.5
+    assert log_mean == pytest.approx(np.log((0.5 + 3.5 + 10.5 + 1.5) / 4), rel=1e-14)
+    # whole numbers stored as floats are still counts
+    assert load_offset(load.astype(np.float64)) == (pseudocount, log_mean)
+    assert load_offset(np.zeros(3))[0] == 0.5
+
+
+def test_load_offset_fractions_take_half_the_smallest_positive_value() -> None:
+    load = np.array([0.0, 0.02, 0.5, 0.1, 0.02])
+    pseudocount, log_mean = load_offset(load)
+    assert pseudocount == pytest.approx(0.01, rel=1e-14)
+    assert log_mean == pytest.approx(np.log(np.mean(load + 0.01)), rel=1e-14)
+    # centred: the mean of (load + pseudocount) / exp(log_mean) is one
+    assert np.mean((load + pseudocount) / np.exp(log_mean)) == pytest.approx(1.0, rel=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------
+# building-block codes and the arrays of a screen
+
+
+@pytest.fixture(scope="module")
+def screen() -> delpyro.DELData:
+    return delpyro.simulate_del(seed=6, n_per_cycle=(10, 10, 8))
+
+
+def test_unseen_blocks_and_pairs_map_to_the_unseen_slot(screen) -> None:
+    train, _, test = split(screen, "building_block", seed=0, cycle="cycle1")
+    encoding = Encoding.fit(train, ModelConfig(terms=("building_blocks",)))
+    codes = encoding.block_codes(test)
+    n_cycle1 = len(encoding.bb_vocabulary["cycle1"])
+    assert (codes[:, 0] == n_cycle1).all()  # every cycle-1 block of the test set is new
+    n_pairs_12 = len(encoding.pair_keys["cycle1+cycle2"])
+    assert (codes[:, 3] == n_pairs_12).all()  # and so is every pair that holds one
+    train_codes = encoding.block_codes(train)
+    assert (train_codes[:, 0] < n_cycle1).all()
+    assert (train_codes[:, 5] < len(encoding.pair_keys["cycle2+cycle3"])).all()
+    # a pair's code decodes to its two blocks
+    families = dict(encoding.families)
+    assert families["cycle1"] == n_cycle1 + 1 and families["cycle1+cycle2"] == n_pairs_12 + 1
+    rows, columns = encoding.pair_blocks("cycle1+cycle2")
+    labels = encoding.family_labels()["cycle1+cycle2"]
+    for slot in (0, len(rows) // 2, len(rows) - 1):
+        a, b = rows[slot], columns[slot]
+        assert labels[slot] == f"{encoding.bb_vocabulary['cycle1'][a]}+{encoding.bb_vocabulary['cycle2'][b]}"
+        seen = (train_codes[:, 3] == slot).nonzero()[0]
+        assert (train_codes[seen, 0] == a).all() and (train_codes[seen, 1] == b).all() and len(seen) > 0
+
+
+def test_encode_gives_every_array_by_batch_key_and_round_trips(screen) -> None:
+    from delpyro import keys
+
+    train, _, test = split(screen, "random", seed=1)
+    config = ModelConfig(fingerprint_bits=128)
+    encoding = Encoding.fit(train, config)
+    assert encoding.terms == ("fingerprint", "building_blocks", "compound")
+    arrays = encoding.encode(test)
+    expected = {keys.FINGERPRINTS, keys.BLOCK_CODES, keys.TRAINING_POSITION, keys.LOG_LOAD}
+    assert set(arrays) == expected | {keys.TARGET_COUNTS, keys.CONTROL_COUNTS}
+    assert arrays[keys.FINGERPRINTS].shape == (test.n_compounds, 16)
+    assert (arrays[keys.TRAINING_POSITION] == -1).all()  # no test compound was screened in training
+    positions = encoding.encode(train)[keys.TRAINING_POSITION]
+    np.testing.assert_array_equal(positions, np.arange(train.n_compounds))
+    np.testing.assert_allclose(arrays[keys.LOG_LOAD], np.log(test.load + 0.5) - encoding.load_log_mean, rtol=1e-6)
+    np.testing.assert_array_equal(arrays[keys.TARGET_COUNTS], test.target_counts.astype(np.float32))
+    again = Encoding.from_dict(encoding.to_dict())
+    assert again == encoding
+    # a screen with other replicates is encoded without counts (nothing to score them against)
+    other = test.subset(np.arange(test.n_compounds))
+    other.target_names = [f"x{j}" for j in range(test.n_target_replicates)]
+    assert keys.TARGET_COUNTS not in encoding.encode(other)
+
+
+def test_an_encoding_names_what_the_screen_lacks(screen) -> None:
+    no_blocks = screen.subset(np.arange(20))
+    no_blocks.building_blocks = None
+    with pytest.raises(DELDataError, match="'building_blocks' term needs building-block id columns"):
+        Encoding.fit(no_blocks, ModelConfig(terms=("building_blocks",)))
+    with pytest.raises(DELDataError, match="poses"):
+        Encoding.fit(screen, ModelConfig(terms=("fingerprint", "poses")))
+    encoding = Encoding.fit(screen, ModelConfig(terms=("building_blocks",)))
+    with pytest.raises(DELDataError, match="no block ids"):
+        encoding.encode(no_blocks)

@@ -1,0 +1,70 @@
+"""The steps a notebook calls one at a time: the guide, optimizer and SVI builders, train_step, eval_step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from helpers import small
+
+from delpyro import (
+    DELModel,
+    Encoding,
+    Minibatches,
+    NonFiniteLossError,
+    eval_step,
+    make_guide,
+    make_optim,
+    make_svi,
+    train_step,
+)
+from delpyro.keys import LOG_LOAD
+
+
+def test_steps_builders_and_guides(pose_parts) -> None:
+    train, _, _ = pose_parts
+    encoding = Encoding.fit(train, small())
+    model = DELModel(small(), encoding)
+    guide = make_guide(model, "auto_normal")
+    svi = make_svi(model, guide, make_optim(lr=1e-2), loss="meanfield")
+    batch = next(iter(Minibatches(encoding.encode(train), batch_size=50, seed=0)))
+    first = train_step(svi, batch)
+    assert np.isfinite(first)
+    with model.param_scope():
+        before = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
+    loss = eval_step(svi, batch)
+    assert loss == eval_step(svi, batch)  # no latent draws, dropout off: deterministic
+    with model.param_scope():
+        after = dict(pyro.get_param_store().named_parameters())
+        assert all(torch.equal(before[k], after[k]) for k in before)  # evaluation changes nothing
+        assert all(v.grad is None or not v.grad.any() for v in after.values())
+    train_step(svi, batch)
+    with model.param_scope():
+        changed = dict(pyro.get_param_store().named_parameters())
+        assert any(not torch.equal(before[k], changed[k]) for k in before)
+    for kind in ("auto_lowrank", "auto_delta"):
+        assert make_guide(model, kind) is not None
+    with pytest.raises(ValueError, match="guide"):
+        make_guide(model, "nope")
+    with pytest.raises(ValueError, match="loss"):
+        make_svi(model, guide, make_optim(), loss="nope")
+
+
+def test_train_step_refuses_a_nan_batch_and_changes_nothing(pose_parts) -> None:
+    train, _, _ = pose_parts
+    encoding = Encoding.fit(train, small())
+    model = DELModel(small(), encoding)
+    svi = make_svi(model, make_guide(model), make_optim())
+    batch = next(iter(Minibatches(encoding.encode(train), batch_size=32, seed=0)))
+    train_step(svi, batch)
+    with model.param_scope():
+        before = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
+    bad = dict(batch)
+    bad[LOG_LOAD] = batch[LOG_LOAD].clone()
+    bad[LOG_LOAD][3] = float("nan")
+    with pytest.raises(NonFiniteLossError):
+        train_step(svi, bad)
+    with model.param_scope():
+        after = dict(pyro.get_param_store().named_parameters())
+    assert all(torch.equal(before[k], after[k]) for k in before)
