@@ -184,6 +184,15 @@ class DELModel(nn.Module):
                 "DELModel takes an Encoding of the training screen, not the screen: "
                 "DELModel(config, Encoding.fit(train, config))"
             )
+        fingerprint = ("fingerprint_radius", "fingerprint_bits", "fingerprint_chirality")
+        differ = [name for name in fingerprint if getattr(config, name) != getattr(encoding, name)]
+        if config.terms is not None and tuple(config.terms) != encoding.terms:
+            differ.append("terms")
+        if differ:
+            raise ValueError(
+                f"the encoding was fitted with other settings ({', '.join(differ)}) than this config: "
+                "fit it with this one, Encoding.fit(train, config)"
+            )
         self.config = config
         self.encoding = encoding
         self.terms = encoding.terms

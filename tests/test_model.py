@@ -262,6 +262,9 @@ def test_terms_are_chosen_from_the_data(pose_screen) -> None:
         Encoding.fit(no_poses, small(terms=("fingerprint", "poses")))
     with pytest.raises(TypeError, match=r"DELModel\(config, Encoding.fit\(train, config\)\)"):
         DELModel(small(), no_poses)  # the model never reads a screen itself
+    encoding = Encoding.fit(no_poses, small(terms=None))
+    with pytest.raises(ValueError, match=r"other settings \(fingerprint_bits, terms\)"):
+        DELModel(small(terms=("fingerprint",), fingerprint_bits=512), encoding)
 
 
 def test_per_compound_gates_come_from_the_network() -> None:
