@@ -1,8 +1,17 @@
 """The checkpoint file: what it holds, its format versions, and how it is written and read.
 
-A checkpoint is one file written by ``torch.save`` (:func:`write`, atomically: a temporary file in the
-same folder, then a rename, so a save never leaves a half-written file in place of a good one). It holds a
-dict of format :data:`FORMAT`:
+A checkpoint is one file (:func:`write`, through :func:`delpyro.files.replacing`: a save never leaves a
+half-written file in place of a good one). It starts with a text header, then holds a ``torch.save`` of a
+dict of plain values and tensors::
+
+    delpyro checkpoint
+    format 3
+    sha256 <the SHA-256 of everything after the header>
+    <torch.save of the state>
+
+Reading checks the checksum before anything is unpickled (a damaged file is refused, not read as
+garbage), and unpickles with ``weights_only=True``: a file holding any other object (which unpickling
+would have to run) is refused. The state:
 
 =================  =================================================================================
 key                what it holds
@@ -11,59 +20,71 @@ key                what it holds
 ``config``         the :class:`~delpyro.config.ModelConfig` as a dict
 ``encoding``       the :class:`~delpyro.encoding.Encoding` as a dict
 ``model_state``    the model's ``state_dict`` (the networks' weights)
-``params``         every parameter of the model's Pyro store (networks, guide, point estimates)
-``constraints``    each parameter's constraint
+``params``         every parameter of the model's Pyro store, unconstrained (networks, guide, point
+                   estimates); their constraints come from the model and guide rebuilt on loading
 ``optim_state``    the optimizer's state per parameter name
 ``ema``            the moving average of the parameters
-``rng``            the random states (``pyro.util.get_rng_state``)
+``rng``            the random states (:func:`rng_state`: a tensor and lists)
 ``seed``, ``epoch``, ``step``, ``records``, ``best_val_loss``, ``best_epoch``, ``stopped_early``,
 ``stopped_by_user``: where training stands
 =================  =================================================================================
 
-:func:`read` gives that dict for the current format and for format 2 (converted: the settings, encoding and
-parameter names it used then), and refuses anything else with a message saying why.
+:func:`read` gives that dict for the current format and for format 2 (a bare ``torch.save`` of the
+settings, encoding and parameter names used then, read with ``weights_only=True`` allowing only Pyro's
+constraint classes and numpy arrays), and refuses anything else with a message saying why.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+import io
+import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyro.distributions.constraints as pyro_constraints
 import torch
+import torch.distributions.constraints as torch_constraints
 
 from delpyro.config import ModelConfig, resolve_terms
+from delpyro.files import write_bytes
 
-__all__ = ["FORMAT", "read", "write"]
+__all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 
-#: 3: the model's screen constants in an ``encoding`` (format 2 had a ``spec``), its networks under
-#: ``networks.`` with residual layers under ``encoder.residual.``, point estimates named without
-#: ``observation.``, ``n_layers`` and ``gates="latent"``.
+#: 3: a checksummed header, then a weights-only state: the model's screen constants in an ``encoding``
+#: (format 2 had a ``spec``), its networks under ``networks.`` with residual layers under
+#: ``encoder.residual.``, point estimates named without ``observation.``, ``n_layers`` and
+#: ``gates="latent"``, no constraints, random states as tensors and lists.
 #: 2: building-block effects as two sample sites. 1: two sites per family.
 FORMAT = 3
+_MAGIC = b"delpyro checkpoint\n"
 
 
 def write(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (a temporary file beside it, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    """Write ``state`` (plain values and tensors only) to ``path``, with its header and checksum."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    header = _MAGIC + f"format {FORMAT}\nsha256 {hashlib.sha256(payload).hexdigest()}\n".encode()
+    return write_bytes(path, header + payload)
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` as a dict of the current format (format 2 is converted)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint at ``path`` as a dict of the current format (format 2 is converted).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError``, naming the file and what is wrong,
+    for anything that is not a whole delpyro checkpoint."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith(_MAGIC):
+        state = _unpickle(path, _checked_payload(path, data))
+    else:
+        with torch.serialization.safe_globals(_FORMAT_2_GLOBALS):
+            state = _unpickle(path, data)
     found = state.get("format") if isinstance(state, dict) else None
-    if found == FORMAT:
+    if found == FORMAT and data.startswith(_MAGIC):
         return state
     if found == 2:
         return _from_format_2(state)
@@ -75,12 +96,75 @@ def read(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 2)")
 
 
+def _checked_payload(path: Path, data: bytes) -> bytes:
+    lines = data.split(b"\n", 3)
+    if len(lines) < 4 or not lines[1].startswith(b"format ") or not lines[2].startswith(b"sha256 "):
+        raise ValueError(f"{path}: a damaged delpyro checkpoint: its header is cut or garbled")
+    payload = lines[3]
+    if hashlib.sha256(payload).hexdigest().encode() != lines[2][len(b"sha256 ") :]:
+        raise ValueError(
+            f"{path}: a damaged delpyro checkpoint: its contents do not match their checksum "
+            "(a truncated copy, or a changed byte); nothing was read from it"
+        )
+    return payload
+
+
+def _unpickle(path: Path, data: bytes) -> Any:
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+        if not refused:
+            raise ValueError(f"{path}: not a delpyro checkpoint: it cannot be read as one") from None
+        what = refused[0].split("Unsupported global:")[-1].split(" was not")[0].strip()
+        raise ValueError(
+            f"{path}: refused: this file holds objects other than tensors and plain values ({what}), and "
+            "reading them would run code; a delpyro checkpoint never does"
+        ) from None
+    except Exception as err:  # whatever else a damaged or foreign file makes torch.load raise
+        raise ValueError(f"{path}: not a delpyro checkpoint: it cannot be read as one ({err})") from None
+
+
+#: What format-2 files hold besides tensors and plain values: Pyro's constraints and numpy's random state.
+_FORMAT_2_GLOBALS = [
+    value
+    for module in (torch_constraints, pyro_constraints)
+    for value in vars(module).values()
+    if isinstance(value, type) and issubclass(value, torch_constraints.Constraint)
+] + [np.ndarray, np.dtype, type(np.dtype(np.uint32)), np._core.multiarray._reconstruct]
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's global random states, as a tensor and lists (what ``weights_only``
+    reads)."""
+    return _plain_rng(torch.get_rng_state(), random.getstate(), np.random.get_state())  # noqa: NPY002
+
+
+def _plain_rng(torch_state: torch.Tensor, random_state: tuple, numpy_state: tuple) -> dict[str, Any]:
+    kind, keys, position, has_gauss, cached = numpy_state
+    return {
+        "torch": torch_state,
+        "random": [random_state[0], list(random_state[1]), random_state[2]],
+        "numpy": [kind, [int(k) for k in keys], int(position), int(has_gauss), float(cached)],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Set the random states :func:`rng_state` gave."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["random"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))  # noqa: NPY002
+
+
 def _from_format_2(state: dict[str, Any]) -> dict[str, Any]:
     """A format-2 checkpoint in the current format. Format 2 named the residual layers' counts
     ``n_blocks`` and ``n_post_blocks``, latent gates ``"global"``, kept the screen's constants in a
     ``spec`` (without the fingerprint settings and terms, which came from the config), the networks
     under ``terms.`` (residual layers under ``encoder.blocks.``) with the depth offsets as buffers, and
-    point estimates as ``observation.<name>``."""
+    point estimates as ``observation.<name>``, each parameter's constraint, and the random states as
+    ``pyro.util.get_rng_state`` gives them."""
     config = dict(state["config"])
     config["n_layers"] = config.pop("n_blocks")
     config["n_post_layers"] = config.pop("n_post_blocks")
@@ -108,16 +192,17 @@ def _from_format_2(state: dict[str, Any]) -> dict[str, Any]:
         if name.startswith("terms.")
     }
     ema = dict(state["ema"], shadow=renamed(state["ema"]["shadow"]))
-    converted = {key: value for key, value in state.items() if key != "spec"}
+    converted = {key: value for key, value in state.items() if key not in ("spec", "constraints")}
+    rng = state["rng"]
     converted.update(
         format=FORMAT,
         config=config,
         encoding=encoding,
         model_state=model_state,
         params=renamed(state["params"]),
-        constraints=renamed(state["constraints"]),
         optim_state=renamed(state["optim_state"]),
         ema=ema,
         best_epoch=None,
+        rng=_plain_rng(rng["torch"], rng["random"], rng["numpy"]),
     )
     return converted

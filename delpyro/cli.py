@@ -33,7 +33,7 @@ from delpyro.data import DELData, DELDataError
 from delpyro.distributions import LIKELIHOODS
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import LAYOUTS, read_counts
-from delpyro.report import read_screen, rebuild_report, write_run
+from delpyro.report import prepare_run, read_screen, rebuild_report, write_run
 from delpyro.simulate import simulate_del
 from delpyro.splits import split
 from delpyro.train import fit
@@ -175,9 +175,10 @@ def _fractions(val: float, test: float) -> tuple[float, float, float]:
 def _fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     options = _data_options(args)
-    data = read_screen(args.screen, options)
-    config = _model_config(args)
+    config = _model_config(args)  # settings and the run folder are checked before the screen is read
     fractions = _fractions(args.val_fraction, args.test_fraction)
+    prepare_run(out, overwrite=args.overwrite)
+    data = read_screen(args.screen, options)
     train, val, test = split(data, "random", fractions, seed=args.seed)
     print(f"read {args.screen}: {data.n_compounds:,} compounds")
     print(
@@ -185,7 +186,6 @@ def _fit(args: argparse.Namespace) -> int:
         f"{test.n_compounds:,} test"
     )
     print(f"fitting the {config.name!r} model ({', '.join(f'{k}={getattr(config, k)}' for k in _SHOWN)})")
-    out.mkdir(parents=True, exist_ok=True)
     cache = str(out / "cache")
     started = time.perf_counter()
     result = fit(
@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_command.add_argument("screen", help="a table written by delpyro, or any table with --preset or --target")
     fit_command.add_argument("--out", required=True, help="run directory")
+    fit_command.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in --out (its figures are cleared)"
+    )
     columns = fit_command.add_argument_group("columns (read_counts; given ones win over the preset)")
     columns.add_argument(
         "--preset", default=None, choices=sorted(LAYOUTS), help="data layout (default: delpyro without --target)"
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DELDataError, FileNotFoundError, ValueError) as err:
+    except (DELDataError, ValueError, OSError) as err:  # a user's file, folder or setting: one line, no traceback
         print(f"delpyro {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -197,7 +197,8 @@ class ModelConfig:
             _check_number("ema_decay", self.ema_decay, lambda v: 0 < v < 1, "in (0, 1) or None")
         for name, least in (("hidden_size", 1), ("batch_size", 1), ("lr_decay_steps", 1), ("fingerprint_bits", 8)):
             _check_integer(name, getattr(self, name), least)
-        for name in ("n_layers", "n_post_layers", "fingerprint_radius", "epochs"):
+        _check_integer("epochs", self.epochs, 1)
+        for name in ("n_layers", "n_post_layers", "fingerprint_radius"):
             _check_integer(name, getattr(self, name), 0)
         if self.fingerprint_bits % 8:
             raise ValueError(f"fingerprint_bits must be a multiple of 8, got {self.fingerprint_bits}")

@@ -14,6 +14,7 @@ silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -24,7 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DELData", "DELDataError", "rows_text", "sidecar_paths", "table_kind"]
+from delpyro.files import replacing
+
+__all__ = ["COMPRESSIONS", "DELData", "DELDataError", "compression", "rows_text", "sidecar_paths", "table_kind"]
 
 _MAX_LISTED_ROWS = 10
 
@@ -216,21 +219,25 @@ class DELData:
         """
         path = Path(path)
         kind = table_kind(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         frame = self.to_frame()
-        if kind == "parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            frame.to_csv(path, index=False, sep="\t" if kind == "tsv" else ",")
         poses_path, attrs_path = sidecar_paths(path)
-        if self.poses is not None:
-            np.save(poses_path, np.asarray(self.poses))
-        elif poses_path.exists():
-            poses_path.unlink()
-        if self.attrs:
-            attrs_path.write_text(json.dumps(self.attrs, indent=1, sort_keys=True))
-        elif attrs_path.exists():
-            attrs_path.unlink()
+        # every file to a temporary one first, and renamed into place only once all are written: a save
+        # that fails leaves the screen on disk as it was, and the old files are read (memory-mapped
+        # poses) while the new ones are written beside them
+        with contextlib.ExitStack() as files:
+            table = files.enter_context(replacing(path))
+            if kind == "parquet":
+                frame.to_parquet(table, index=False)
+            else:
+                frame.to_csv(table, index=False, sep="\t" if kind == "tsv" else ",", compression=compression(path))
+            if self.poses is not None:
+                with open(files.enter_context(replacing(poses_path)), "wb") as handle:
+                    np.save(handle, np.asarray(self.poses))
+            if self.attrs:
+                files.enter_context(replacing(attrs_path)).write_text(json.dumps(self.attrs, indent=1, sort_keys=True))
+        for stale, kept in ((poses_path, self.poses is not None), (attrs_path, bool(self.attrs))):
+            if not kept and stale.exists():
+                stale.unlink()
         return path
 
     # summaries --------------------------------------------------------------------------------------
@@ -346,10 +353,21 @@ def as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> n
         return np.ascontiguousarray(array, dtype=np.int64)
     if array.dtype.kind == "b":
         raise DELDataError(f"column {labels[0]!r}: counts must be non-negative integers, got booleans")
+    if array.dtype.kind == "c":
+        raise DELDataError(f"column {labels[0]!r}: counts must be non-negative integers, got complex numbers")
     if array.dtype.kind not in "f":
         converted = np.empty(array.shape, dtype=np.float64)
         for j in range(array.shape[1]):
             column = pd.to_numeric(pd.Series(array[:, j], dtype=object), errors="coerce")
+            # booleans and complex numbers are not counts, though pandas would take True for 1
+            foreign = np.flatnonzero(
+                [isinstance(v, (bool, np.bool_, complex, np.complexfloating)) for v in array[:, j]]
+            )
+            if foreign.size:
+                raise DELDataError(
+                    f"column {labels[j]!r}: counts must be non-negative integers; "
+                    f"{rows_text(foreign, array[foreign, j].tolist())} are booleans or complex numbers"
+                )
             unparsed = np.flatnonzero(column.isna().to_numpy() & ~pd.isna(array[:, j]))
             if unparsed.size:
                 raise DELDataError(
@@ -366,7 +384,11 @@ def as_counts(values: Any, name: str, columns: Sequence[str] | None = None) -> n
             (np.isinf(column), "are infinite"),
             (column < 0, "are negative"),
             (np.isfinite(column) & (column != np.round(column)), "are not whole numbers"),
-            (np.isfinite(column) & (column >= 2.0**63), "exceed the int64 range"),
+            (
+                np.isfinite(column) & (column > 2.0**53),
+                "exceed 2**53, above which a column of floats cannot hold "
+                "every whole number exactly (write the column as integers)",
+            ),
         ]
         for mask, what in problems:
             bad = np.flatnonzero(mask)
@@ -490,11 +512,19 @@ def _as_poses(poses: Any, n: int) -> np.ndarray:
 # files
 
 
+#: compressed tables by suffix, as pandas names the compression
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+
+
+def compression(path: Path) -> str | None:
+    """The compression of a table's file by its last suffix (None: uncompressed)."""
+    return COMPRESSIONS.get(path.suffix.lower())
+
+
 def table_kind(path: Path) -> str:
-    """ "parquet", "tsv" or "csv" from a path's suffix (compression suffixes skipped)."""
+    """The kind of table a path names by its suffix, compression suffixes skipped: "parquet", "tsv" or "csv"."""
     suffixes = [s.lower() for s in path.suffixes]
-    compression = {".gz", ".bz2", ".xz", ".zip", ".zst"}
-    while suffixes and suffixes[-1] in compression:
+    while suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes.pop()
     last = suffixes[-1] if suffixes else ""
     if last in (".parquet", ".pq"):

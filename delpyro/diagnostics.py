@@ -64,11 +64,7 @@ def to_inference_data(
     data = _select(data, compounds)
     model = result.model
     encoding = model.encoding
-    if data.target_names != encoding.target_names or data.control_names != encoding.control_names:
-        raise DELDataError(
-            f"replicates: the screen's target {data.target_names} and control {data.control_names} replicates "
-            f"differ from the model's {encoding.target_names} and {encoding.control_names}"
-        )
+    batches = Minibatches(encoding.encode(data, cache_dir=cache_dir), batch_size, shuffle=False, device=model.device)
     draws = result.posterior_chains(num_samples, seed)  # [(chain, draw, sample, {site: tensor})]
     n_chains = 1 + max(c for c, _, _, _ in draws)
     n_draws = len(draws) // n_chains
@@ -83,7 +79,6 @@ def to_inference_data(
         COUNTS.format(arm=arm): np.empty((n_chains, n_draws, n, len(replicates[arm])), np.float32) for arm in arms
     }
     log_lik = np.zeros((n_chains, n_draws, n))
-    batches = Minibatches(encoding.encode(data, cache_dir=cache_dir), batch_size, shuffle=False, device=model.device)
     with model.evaluating(), result.averaged(), torch.no_grad(), torch.random.fork_rng():
         for number, batch in enumerate(batches):
             index = batch[INDEX].cpu().numpy()

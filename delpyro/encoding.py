@@ -25,6 +25,7 @@ Depth and load offsets (natural logs):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ from delpyro.keys import (
     TRAINING_POSITION,
 )
 
-__all__ = ["UNSEEN", "Encoding", "load_offset", "log_depth_offsets"]
+__all__ = ["UNSEEN", "Encoding", "load_offset", "log_depth_offsets", "screen_digest", "structure_keys"]
 
 #: The label of every family's last slot: blocks and pairs never seen in training.
 UNSEEN = "(unseen)"
@@ -108,8 +109,13 @@ class Encoding:
     #: building-block ids per cycle, and the observed pair keys per pair of cycles (the building_blocks term)
     bb_vocabulary: dict[str, list[str]] | None = None
     pair_keys: dict[str, list[int]] | None = None
-    #: compound ids of the training screen, in order (the compound term's effects are indexed so)
+    #: compound ids of the training screen, in order (the compound term's effects are indexed so), and a
+    #: key of each one's structure (its SMILES): a compound of another screen is the same one only when
+    #: both agree (None: ids alone, as checkpoints of format 2 kept them)
     training_ids: list[str] | None = None
+    training_structures: list[int] | None = None
+    #: a digest of the training screen's compound ids and SMILES (what a resumed fit must train on again)
+    training_digest: str | None = None
 
     # ---- built from the training screen ----------------------------------------------------------------
     @classmethod
@@ -157,6 +163,8 @@ class Encoding:
             bb_vocabulary=vocabulary,
             pair_keys=pair_keys,
             training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
+            training_structures=structure_keys(data.smiles) if "compound" in terms else None,
+            training_digest=screen_digest(data),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,10 +223,13 @@ class Encoding:
         return np.log(np.asarray(load, dtype=np.float64) + self.load_pseudocount) - self.load_log_mean
 
     # ---- any screen -> arrays ----------------------------------------------------------------------------
-    def encode(self, data: DELData, *, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+    def encode(self, data: DELData, *, cache_dir: str | None = None, counts: bool = True) -> dict[str, np.ndarray]:
         """The arrays a batch is sliced from (keys of :mod:`delpyro.keys`), assembled once: packed
-        fingerprints, poses, block codes, training positions, the load offset, and counts as float32.
-        Counts are left out when the screen's replicates differ from training's."""
+        fingerprints, poses, block codes, training positions, the load offset, and (with ``counts``) the
+        counts as float32, which need the training screen's replicates: other replicates raise a
+        :class:`~delpyro.data.DELDataError` naming both sets (a loss scored without the counts would
+        mean nothing). A compound takes its training position only when its id and its SMILES both
+        match a training compound's; any other compound is new (-1)."""
         arrays: dict[str, np.ndarray] = {}
         if "fingerprint" in self.terms:
             arrays[FINGERPRINTS] = fingerprints(
@@ -238,9 +249,14 @@ class Encoding:
         if "building_blocks" in self.terms:
             arrays[BLOCK_CODES] = self.block_codes(data)
         if "compound" in self.terms:
-            lookup = {compound: i for i, compound in enumerate(self.training_ids)}
-            arrays[TRAINING_POSITION] = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
-        if data.target_names == self.target_names and data.control_names == self.control_names:
+            arrays[TRAINING_POSITION] = self.training_positions(data)
+        if counts:
+            if data.target_names != self.target_names or data.control_names != self.control_names:
+                raise DELDataError(
+                    f"replicates: this screen's target replicates {data.target_names} and control replicates "
+                    f"{data.control_names} differ from the training screen's {self.target_names} and "
+                    f"{self.control_names}; a loss needs the same replicates (rename or select its columns)"
+                )
             arrays[TARGET_COUNTS] = data.target_counts.astype(np.float32)
             if data.n_control_replicates:
                 arrays[CONTROL_COUNTS] = data.control_counts.astype(np.float32)
@@ -249,6 +265,16 @@ class Encoding:
                 raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
             arrays[LOG_LOAD] = self.log_load_offset(data.load).astype(np.float32)
         return arrays
+
+    def training_positions(self, data: DELData) -> np.ndarray:
+        """int64 ``[n_compounds]``: each compound's row in the training screen, -1 for a compound never
+        screened (same id and same SMILES, or it is another compound)."""
+        if self.training_structures is None:  # ids alone
+            lookup = {compound: i for i, compound in enumerate(self.training_ids)}
+            return np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
+        lookup = {key: i for i, key in enumerate(zip(self.training_ids, self.training_structures, strict=True))}
+        keys = zip(data.compound_id, structure_keys(data.smiles), strict=True)
+        return np.array([lookup.get(key, -1) for key in keys], dtype=np.int64)
 
     def block_codes(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds, n_families]``: each compound's slot in every family, in the training
@@ -289,6 +315,20 @@ class Encoding:
             if "compound" in self.terms:
                 batch[TRAINING_POSITION] = torch.arange(size) % self.n_screened
         return batch
+
+
+def structure_keys(smiles: Any) -> list[int]:
+    """A 64-bit key of each SMILES string (BLAKE2b), the same in every process and on every machine."""
+    return [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big", signed=True) for s in smiles]
+
+
+def screen_digest(data: DELData) -> str:
+    """The SHA-256 of a screen's compound ids and SMILES, in order."""
+    digest = hashlib.sha256()
+    for column in (data.compound_id, data.smiles):
+        digest.update("\x00".join(map(str, column)).encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()
 
 
 def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:

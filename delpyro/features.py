@@ -36,7 +36,7 @@ import math
 import multiprocessing
 import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 
 from delpyro.data import DELDataError
+from delpyro.files import replacing
 
 __all__ = ["PARALLEL_THRESHOLD", "fingerprints", "molecular_weight", "unpack_bits"]
 
@@ -107,7 +108,10 @@ def _check_present(smiles: list) -> None:
 
 
 def _parse(text: str):
-    """RDKit molecule for one SMILES, or None when it does not parse or has no atoms."""
+    """RDKit molecule for one SMILES, or None when it does not parse or has no atoms, or holds whitespace
+    inside it (which RDKit takes for the start of a name, dropping the rest)."""
+    if any(ch.isspace() for ch in text.strip()):
+        return None
     mol = Chem.MolFromSmiles(text)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
@@ -211,18 +215,13 @@ def _read_cache(path: Path, shape: tuple):
 
 
 def _write_cache(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False)
+    """Write ``array`` to ``path`` (atomically, see :func:`delpyro.files.replacing`); a cache that cannot be
+    written (a read-only folder, a full disk) is skipped with a warning: the result does not depend on it."""
     try:
-        with handle:
+        with replacing(path) as temporary, open(temporary, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-        raise
+    except OSError as err:
+        warnings.warn(f"fingerprint cache not written ({err}); the fingerprints were computed without it", stacklevel=3)
 
 
 def fingerprints(
@@ -284,7 +283,6 @@ def fingerprints(
 
     path = None
     if cache_dir is not None:
-        os.makedirs(cache_dir, exist_ok=True)
         path = _cache_path(cache_dir, smiles, radius, n_bits, use_chirality)
         cached = _read_cache(path, shape)
         if cached is not None:

@@ -72,12 +72,14 @@ class ScreenedGuide:
 def build_guide(guide: Any, model: DELModel) -> None:
     """Trace the model once into an autoguide not built yet, on an example batch and a forked random state
     (so a resumed run draws the same numbers as a run straight through); parameters already in the store
-    (a loaded checkpoint) are kept as they are."""
+    are kept as they are. Afterwards every parameter of model and guide is in the store."""
     if getattr(guide, "prototype_trace", True) is None:
         with torch.random.fork_rng(), model.param_scope(), poutine.block():
             stored = set(pyro.get_param_store().keys())
-            guide(model.encoding.example_batch(device=model.device))
+            example = model.encoding.example_batch(device=model.device)
+            guide(example)
             _init_local_scales(guide, model.config.local_init_scale, stored)
+            guide(example)  # a parameter set anew reaches the store when the guide next runs
 
 
 def _init_local_scales(guide: Any, value: float, stored: set[str]) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 __all__ = [
     "BLOCK_CODES",
     "CONTROL_COUNTS",
-    "COUNT_KEYS",
     "FINGERPRINTS",
     "INDEX",
     "LOG_LOAD",
@@ -46,6 +45,3 @@ TRAINING_POSITION = "training_position"
 LOG_LOAD = "log_load"
 TARGET_COUNTS = "target_counts"
 CONTROL_COUNTS = "control_counts"
-
-#: The observed reads: left out of a batch to predict, so the model draws them instead.
-COUNT_KEYS = (TARGET_COUNTS, CONTROL_COUNTS)

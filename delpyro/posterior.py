@@ -26,7 +26,7 @@ import torch
 from delpyro.batches import Minibatches
 from delpyro.data import DELData
 from delpyro.effects import family_effects
-from delpyro.keys import COUNT_KEYS, INDEX, SCREEN_SIZE
+from delpyro.keys import INDEX, SCREEN_SIZE
 from delpyro.model import GATE, GATE_LOGITS
 
 __all__ = [
@@ -89,8 +89,7 @@ def predict(
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model = result.model
-    arrays = model.encoding.encode(data, cache_dir=cache_dir)
-    arrays = {k: v for k, v in arrays.items() if k not in COUNT_KEYS}
+    arrays = model.encoding.encode(data, cache_dir=cache_dir, counts=False)
     batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
     n = data.n_compounds
     samples = num_samples if model.latent_terms else 1

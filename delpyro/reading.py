@@ -9,15 +9,19 @@ expected. Nothing is dropped silently: rows dropped on request are counted and r
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import json
+import lzma
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 
 from delpyro.data import (
     DELData,
@@ -109,16 +113,49 @@ def _resolve(
     return found
 
 
+def _read_file(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``read()``, with whatever goes wrong in the file turned into a DELDataError naming it."""
+    try:
+        return read()
+    except pd.errors.EmptyDataError:
+        raise DELDataError(f"{path}: the file is empty: expected a header and one row per compound") from None
+    except UnicodeDecodeError as err:
+        raise DELDataError(
+            f"{path}: not a text table: byte {err.start} cannot be decoded as UTF-8 (a binary file, or another "
+            "encoding: save it as UTF-8 CSV)"
+        ) from None
+    except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as err:
+        raise DELDataError(f"{path}: the compressed file is cut short or damaged ({err})") from None
+    except (ValueError, OSError, pyarrow.ArrowException) as err:
+        hint = "; is it really a parquet file?" if kind == "parquet" else ""
+        raise DELDataError(f"{path}: cannot be read as a {kind} table ({type(err).__name__}: {err}){hint}") from None
+
+
+def _check_column_names(columns: list[str], source: Any) -> None:
+    where = "the table" if isinstance(source, pd.DataFrame) else str(source)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DELDataError(
+            f"{where}: columns {repeated} appear more than once in the header; give each column its own name "
+            "(pandas would read the second one as a renamed copy)"
+        )
+
+
 def invalid_smiles(smiles: Sequence[str]) -> np.ndarray:
-    """Positions of entries RDKit cannot parse (missing and empty strings included)."""
+    """Positions of entries RDKit cannot parse: missing and empty strings, and SMILES with whitespace inside
+    them (RDKit reads ``"CC O"`` as ethane named ``O``: the rest would be lost without a word)."""
     from rdkit import Chem, rdBase
 
     bad = []
     with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized in our error
         for i, s in enumerate(smiles):
-            if not isinstance(s, str) or not s.strip() or Chem.MolFromSmiles(s) is None:
+            if not isinstance(s, str) or not s.strip() or _has_inner_space(s) or Chem.MolFromSmiles(s) is None:
                 bad.append(i)
     return np.asarray(bad, dtype=np.int64)
+
+
+def _has_inner_space(text: str) -> bool:
+    return any(ch.isspace() for ch in text.strip())
 
 
 def read_counts(
@@ -190,11 +227,13 @@ def read_counts(
             raise DELDataError(f"{path}: no such file")
         kind = table_kind(path)
         if kind == "parquet":
-            table = pd.read_parquet(path).rename(columns=str)
+            table = _read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str)
             columns = list(table.columns)
         else:
             sep = "\t" if kind == "tsv" else ","
-            columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+            header = _read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
+            columns = [str(c) for c in header.iloc[0]] if len(header) else []
+    _check_column_names(columns, source)
 
     def resolve(patterns: Any, role: str, key: str) -> list[str]:
         return _resolve(columns, patterns, role, preset, optional=key in optional)
@@ -214,10 +253,15 @@ def read_counts(
         strings = {c: str for c in [smiles_column, id_column, *bb_columns] if c}
         # pandas 3 parses floats exactly by default; pandas 2 needs to be asked
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-        table = pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact)
+        table = _read_file(
+            path,
+            kind,
+            lambda: pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact),
+        )
     n_rows = len(table)
     if n_rows == 0:
-        raise DELDataError("the table is empty: expected at least one compound row")
+        where = "" if isinstance(source, pd.DataFrame) else f"{source}: "
+        raise DELDataError(f"{where}the table is empty: expected at least one compound row")
 
     smiles_values = np.array(
         ["" if is_missing_string(v) else str(v) for v in table[smiles_column].to_numpy(dtype=object)],
@@ -232,9 +276,11 @@ def read_counts(
     if bad_smiles.size:
         shown = smiles_values[bad_smiles].tolist()
         if on_invalid_smiles == "error":
+            spaced = [s for s in shown if isinstance(s, str) and _has_inner_space(s)]
+            hint = f"; {len(spaced)} hold whitespace inside the SMILES" if spaced else ""
             raise DELDataError(
                 f"column {smiles_column!r}: expected SMILES that RDKit can parse; "
-                f"{rows_text(bad_smiles, shown)} cannot be parsed (on_invalid_smiles='drop' drops them)"
+                f"{rows_text(bad_smiles, shown)} cannot be parsed{hint} (on_invalid_smiles='drop' drops them)"
             )
         note = (
             f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse: "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from delpyro import metrics, plots
+from delpyro import files, metrics, plots
 from delpyro.baselines import naive_enrichment
 from delpyro.data import DELData
 from delpyro.diagnostics import guide_diagnostic
@@ -61,6 +62,43 @@ def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
     return read_counts(screen, **{key: value for key, value in options.items() if value is not None})
 
 
+#: the files of a run directory (the fingerprint cache beside them is kept when a run is replaced)
+RUN_FILES = (
+    "checkpoint.pt",
+    "history.csv",
+    "predictions.csv",
+    "idata.nc",
+    "settings.json",
+    "evaluation.json",
+    "report.md",
+    "figures",
+)
+
+
+def prepare_run(run: Path, overwrite: bool = False) -> None:
+    """Make ``run`` ready for a new run before anything is fitted: refuse a path that is a file, or a
+    folder that holds a run already unless ``overwrite`` (then its run files and figures are removed, so
+    an old figure never turns up in the new report); create it (``OSError`` when that is not allowed)."""
+    if run.exists() and not run.is_dir():
+        raise RunError(f"--out {run}: a file, not a folder for the run")
+    held = [name for name in RUN_FILES if (run / name).exists()]
+    if held and not overwrite:
+        raise RunError(
+            f"--out {run} holds a run already ({', '.join(held)}): pass --overwrite to replace it, "
+            "or choose another folder"
+        )
+    for name in held:
+        path = run / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    run.mkdir(parents=True, exist_ok=True)
+    with files.replacing(run / ".delpyro-write-check") as probe:  # fails now, not after the fit
+        probe.write_bytes(b"")
+    (run / ".delpyro-write-check").unlink()
+
+
 def write_run(
     run: Path,
     result: FitResult,
@@ -81,13 +119,15 @@ def write_run(
     prediction = result.predict(data, cache_dir=cache)
     prediction.insert(1, "smiles", data.smiles)
     prediction.insert(2, "split", labels.to_numpy())
-    prediction.to_csv(run / "predictions.csv", index=False)
+    with files.replacing(run / "predictions.csv") as temporary:
+        prediction.to_csv(temporary, index=False)
 
     chosen = _idata_compounds(data.n_compounds)
     idata = result.to_inference_data(
         data, num_samples=IDATA_SAMPLES, compounds=chosen, seed=result.seed, cache_dir=cache
     )
-    idata.to_netcdf(run / "idata.nc")
+    with files.replacing(run / "idata.nc") as temporary:
+        idata.to_netcdf(temporary)
 
     held, held_name = (test, "test") if test.n_compounds else (val, "validation")
     evaluation: dict[str, Any] = {
@@ -96,10 +136,10 @@ def write_run(
     }
     evaluation["held_out_loss"] = result.evaluate(held, cache_dir=cache) if held.n_compounds else None
     evaluation["guide_diagnostic"] = _guide_verdict(result, train)
-    (run / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
+    files.write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
 
     settings = {**settings, "idata": {"n_compounds": len(chosen), "num_samples": IDATA_SAMPLES}}
-    (run / "settings.json").write_text(json.dumps(settings, indent=1))
+    files.write_text(run / "settings.json", json.dumps(settings, indent=1))
 
     _fit_figures(result, data, prediction, idata, evaluation["held_out_set"], run / "figures")
     return _write_report(run, result, data, settings, prediction, result.history, evaluation)
@@ -128,14 +168,15 @@ def rebuild_report(
     for name in ("settings.json", "evaluation.json", "predictions.csv", "history.csv"):
         if not (run / name).exists():
             raise RunError(f"{run}: no {name}; expected a run directory written by delpyro fit")
-    settings = json.loads((run / "settings.json").read_text())
-    evaluation = json.loads((run / "evaluation.json").read_text())
+    settings = _read_json(run / "settings.json", ("model", "data", "split"))
+    evaluation = _read_json(run / "evaluation.json", ("held_out_set", "guide_diagnostic"))
     result = load(checkpoint, restore_rng=False)
     data = read_screen(settings["data"]["screen"], settings["data"]["options"])
-    prediction = pd.read_csv(run / "predictions.csv", dtype={"compound_id": str, "smiles": str, "split": str})
+    types = {"compound_id": str, "smiles": str, "split": str}
+    prediction = _read_csv(run / "predictions.csv", ("compound_id", "split", "log_enrichment_mean"), types)
     if list(prediction["compound_id"]) != [str(c) for c in data.compound_id]:
         raise RunError(f"{run}: predictions.csv does not list the compounds of {settings['data']['screen']}")
-    history = pd.read_csv(run / "history.csv")
+    history = _read_csv(run / "history.csv", ("epoch", "train_loss", "val_loss"))
     affinity = None
     if affinity_table is not None:
         table = _read_table(affinity_table)
@@ -147,6 +188,27 @@ def rebuild_report(
         )
         affinity = {"table": str(affinity_table), "column": value_column, "unit": unit, "correlation": correlation}
     return _write_report(run, result, data, settings, prediction, history, evaluation, affinity)
+
+
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: not the JSON delpyro fit writes ({err})") from None
+    if not isinstance(values, dict) or any(key not in values for key in keys):
+        raise RunError(f"{path}: not the settings delpyro fit writes (expected the keys {list(keys)})")
+    return values
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], types: dict[str, Any] | None = None) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype=types)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise RunError(f"{path}: not the table delpyro fit writes ({err})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise RunError(f"{path}: not the table delpyro fit writes (no columns {missing})")
+    return table
 
 
 def _idata_compounds(n: int, limit: int = IDATA_COMPOUNDS) -> np.ndarray:
@@ -263,7 +325,7 @@ def _write_report(
         if (run / "figures" / name).exists():
             lines += [f"### {caption}", "", f"![{caption}](figures/{name})", ""]
     path = run / "report.md"
-    path.write_text("\n".join(lines))
+    files.write_text(path, "\n".join(lines))
     return path
 
 

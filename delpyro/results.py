@@ -237,7 +237,6 @@ class FitResult(Result):
         with self.model.param_scope():
             store = pyro.get_param_store()
             params = {name: value.detach().clone() for name, value in store.named_parameters()}
-            constraints = {name: store._constraints[name] for name in params}
             # keyed by parameter names, so read inside the scope; a loaded state not yet used is kept too
             optim_state = {**self.svi.optim._state_waiting_to_be_consumed, **self.svi.optim.get_state()}
         return {
@@ -246,7 +245,6 @@ class FitResult(Result):
             "encoding": self.model.encoding.to_dict(),
             "model_state": {k: v.clone() for k, v in self.model.state_dict().items()},
             "params": params,
-            "constraints": constraints,
             "optim_state": optim_state,
             "ema": self.ema.state_dict(),
             "seed": self.seed,
@@ -257,7 +255,7 @@ class FitResult(Result):
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "stopped_by_user": self.stopped_by_user,
-            "rng": pyro.util.get_rng_state(),
+            "rng": checkpoint.rng_state(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -268,28 +266,37 @@ class FitResult(Result):
 def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
     """Read a checkpoint written by :meth:`FitResult.save`; training can go on with ``fit(..., resume=)``.
 
-    ``restore_rng`` also sets the global random state to the one saved, so that resumed training draws
-    the same numbers as training straight through would have.
+    The file is checked and read without running anything in it (see :mod:`delpyro.checkpoint`); a file
+    that is not a whole delpyro checkpoint raises a ``ValueError`` saying why. ``restore_rng`` also sets
+    the global random state to the one saved, so that resumed training draws the same numbers as training
+    straight through would have.
     """
     state = checkpoint.read(path)
-    config = ModelConfig.from_dict(state["config"])
-    model = DELModel(config, Encoding.from_dict(state["encoding"]))
-    model.load_state_dict(state["model_state"])
+    try:
+        config = ModelConfig.from_dict(state["config"])
+        model = DELModel(config, Encoding.from_dict(state["encoding"]))
+        model.load_state_dict(state["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: a delpyro checkpoint whose model cannot be rebuilt ({err})") from None
     result = FitResult.build(config, model, state["seed"])
-    with model.param_scope():
-        pyro.module("networks", model.networks)  # the networks' own tensors, now holding the saved values
-        store = pyro.get_param_store()
-        own = dict(store.named_parameters())
-        rest = {k: v.detach().requires_grad_(True) for k, v in state["params"].items() if k not in own}
-        store.set_state({"params": rest, "constraints": {k: state["constraints"][k] for k in rest}})
+    build_guide(result.guide, model)  # every parameter of model and guide, with its constraint
+    with model.param_scope(), torch.no_grad():
+        pyro.module("networks", model.networks)
+        made = dict(pyro.get_param_store().named_parameters())  # unconstrained, as the file holds them
+        saved = state["params"]
+        if set(saved) != set(made) or any(saved[k].shape != made[k].shape for k in made):
+            differ = sorted(k for k in set(saved) | set(made) if k not in saved or k not in made)
+            differ += sorted(k for k in set(saved) & set(made) if saved[k].shape != made[k].shape)
+            raise ValueError(f"{path}: its parameters do not fit the model it describes ({differ[:5]})")
+        for name, value in made.items():  # in place: the guide's modules hold these very tensors
+            value.copy_(saved[name])
     result.svi.optim.set_state(state["optim_state"])
     result.ema.load_state_dict(state["ema"])
     for name in ("epoch", "step", "best_val_loss", "best_epoch", "stopped_early", "stopped_by_user"):
         setattr(result, name, state[name])
     result.records = list(state["records"])
-    build_guide(result.guide, model)
     if restore_rng:
-        pyro.util.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(state["rng"])
     return result
 
 

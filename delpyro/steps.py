@@ -74,12 +74,13 @@ def train_step(svi: SVI, batch: dict[str, Any], *, validate: bool = True) -> flo
         with poutine.trace(param_only=True) as capture:
             try:
                 loss = svi.loss_and_grads(svi.model, svi.guide, batch)
-            except ValueError as err:
-                # a distribution checks its arguments: NaN or infinite rates are reported this way
-                if "invalid values" not in str(err):
+            except (ValueError, torch.linalg.LinAlgError) as err:
+                # a distribution checks its arguments (NaN or infinite rates are reported this way), and a
+                # divergence can surface as a covariance that is no longer positive definite
+                if isinstance(err, ValueError) and "invalid values" not in str(err):
                     raise
                 zero_grads({site["value"].unconstrained() for site in capture.trace.nodes.values()})
-                raise NonFiniteLossError(f"a distribution received NaN or infinite parameters ({err})") from None
+                raise NonFiniteLossError(f"the parameters diverged: a distribution could not be made ({err})") from None
         params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
         if not math.isfinite(loss) or not _finite_gradients(params):
             zero_grads(params)

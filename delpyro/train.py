@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,14 @@ import torch
 from delpyro.batches import Minibatches
 from delpyro.config import ModelConfig
 from delpyro.data import DELData
-from delpyro.encoding import Encoding
+from delpyro.encoding import Encoding, screen_digest
 from delpyro.guides import build_guide
 from delpyro.keys import INDEX
 from delpyro.results import FitResult, load
 from delpyro.steps import NonFiniteLossError, train_step
 from delpyro.widgets import MODES, TrainingMonitor
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "MovingAverage", "fit"]
+__all__ = ["Callback", "CallbackError", "Checkpoint", "EarlyStopping", "MovingAverage", "fit"]
 
 
 class Callback:
@@ -101,8 +102,17 @@ class Checkpoint(Callback):
         result.save(self.path)
 
 
+class CallbackError(RuntimeError):
+    """A user's callback raised an exception: training stopped there, and ``result`` keeps what it had."""
+
+    def __init__(self, message: str, result: FitResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class _UserCallback(Callback):
-    """A callable ``callback(event, info)`` (events "step", "epoch" and "end"), or a progress display."""
+    """A callable ``callback(event, info)`` (events "step", "epoch" and "end"), or a progress display. An
+    exception it raises ends training as a :class:`CallbackError` that keeps the result."""
 
     def __init__(self, function: Callable[[str, dict[str, Any]], None]) -> None:
         self.function = function
@@ -111,14 +121,25 @@ class _UserCallback(Callback):
     def stop_requested(self) -> bool:  # type: ignore[override]
         return bool(getattr(self.function, "stop_requested", False))
 
+    def _call(self, result: FitResult, event: str, info: dict[str, Any]) -> None:
+        try:
+            self.function(event, info)
+        except Exception as err:
+            name = getattr(self.function, "__qualname__", type(self.function).__name__)
+            raise CallbackError(
+                f"the callback {name} raised {type(err).__name__} on the {event!r} event ({err}); training "
+                f"stopped after step {result.step} and this error's .result keeps the fit so far",
+                result,
+            ) from err
+
     def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
-        self.function("step", info)
+        self._call(result, "step", info)
 
     def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
-        self.function("epoch", row)
+        self._call(result, "epoch", row)
 
     def on_end(self, result: FitResult) -> None:
-        self.function("end", {"result": result})
+        self._call(result, "end", {"result": result})
 
 
 class _Display(_UserCallback):
@@ -178,22 +199,27 @@ def fit(
             holds the parameters ``fit`` returns).
         early_stopping_patience: stop when the validation loss has not improved for this many epochs, and
             keep the best epoch's parameters (``result.best_epoch``).
-        resume: a FitResult or a checkpoint path; training goes on from its epoch up to ``epochs``.
+        resume: a FitResult or a checkpoint path; training goes on from its epoch up to ``epochs``, on the
+            same training screen (its compound ids and SMILES are checked) with the run's own settings (a
+            ``config`` that differs is refused, naming the fields).
         cache_dir: where fingerprints are cached.
         device: where to train ("cpu", "cuda", a torch.device; default the CPU). The screen's arrays are
             moved there once, and batches are sliced there; the result stays on that device, and
             ``predict`` runs there too. A checkpoint loads on the CPU.
 
     The training loss is the negative ELBO per compound over each epoch's steps (as they happened); the
-    validation loss is computed with the moving-average parameters. A NaN or infinite loss stops training
-    with :class:`~delpyro.steps.NonFiniteLossError` naming the step; its ``result`` keeps the last good state.
+    validation loss is computed with the moving-average parameters. A NaN or infinite loss (or a divergence
+    that breaks a covariance) stops training with :class:`~delpyro.steps.NonFiniteLossError` naming the
+    step; its ``result`` keeps the last good state. An exception in a callback stops it with a
+    :class:`CallbackError` whose ``result`` keeps the fit so far. An interrupt (Ctrl-C, the notebook's stop
+    square) ends training like Stop: the epoch is closed on the steps taken, and the result is returned
+    with a warning. Arguments are checked before anything is built: epochs, batch size and patience are
+    integers of at least 1, the screens are not empty, and a CUDA device exists where one is asked for.
     """
-    if progress not in MODES:
-        raise ValueError(f"progress must be 'auto', 'text', 'widget' or 'none', got {progress!r}")
+    _check_arguments(train, val, progress, epochs, batch_size, early_stopping_patience, device)
     if resume is not None:
         result = resume if isinstance(resume, FitResult) else load(resume)
-        if device is not None and torch.device(device) != result.model.device:
-            raise ValueError(f"device: the run to resume lives on {result.model.device}; resume it there")
+        _check_resume(result, train, config, device)
     else:
         config = config or ModelConfig()
         pyro.set_rng_seed(seed)
@@ -223,6 +249,7 @@ def fit(
     first_step = result.step
     for callback in loop:
         callback.on_start(result)
+    interrupted = False
     try:
         for epoch in range(result.epoch, epochs):
             started = time.perf_counter()
@@ -236,6 +263,9 @@ def fit(
                     err.result = result
                     err.args = (f"training stopped at step {err.step} (epoch {epoch + 1}): {err.args[0]}",)
                     raise
+                except KeyboardInterrupt:  # the notebook's interrupt: keep what was learned, as Stop does
+                    interrupted = True
+                    break
                 result.step += 1
                 compounds = len(batch[INDEX])
                 total += loss * compounds
@@ -251,8 +281,11 @@ def fit(
                 for callback in loop:
                     callback.on_step(result, info)
                 if any(callback.stop_requested for callback in loop):
-                    result.stopped_by_user = True
                     break
+            if interrupted or any(callback.stop_requested for callback in loop):
+                result.stopped_by_user = True
+            if seen == 0:  # interrupted before the epoch's first step: nothing to close
+                break
             val_loss = result.loss(val_batches) if val_batches is not None else math.nan
             row = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val_loss}
             row["seconds"] = time.perf_counter() - started
@@ -262,11 +295,64 @@ def fit(
                 result.best_val_loss = min(result.best_val_loss, val_loss)
             for callback in loop:
                 callback.on_epoch(result, row)
-            if any(callback.stop_requested for callback in loop):
+            if interrupted or any(callback.stop_requested for callback in loop):
                 break
     finally:
         display.on_end(result)
+    if interrupted:
+        warnings.warn(
+            f"training interrupted at step {result.step} (epoch {result.epoch}): the result keeps every step "
+            "taken; fit(..., resume=result) goes on from the next epoch",
+            stacklevel=2,
+        )
     for callback in loop:
         if callback is not display:
             callback.on_end(result)
     return result
+
+
+def _check_arguments(
+    train: DELData,
+    val: DELData | None,
+    progress: str,
+    epochs: int | None,
+    batch_size: int | None,
+    patience: int | None,
+    device: str | torch.device | None,
+) -> None:
+    """Refuse bad arguments before anything is built or trained."""
+    if progress not in MODES:
+        raise ValueError(f"progress must be 'auto', 'text', 'widget' or 'none', got {progress!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("early_stopping_patience", patience)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer of at least 1 (or None), got {value!r}")
+    if train.n_compounds == 0:
+        raise ValueError("train: the training screen holds no compounds")
+    if val is not None and val.n_compounds == 0:
+        raise ValueError("val: the validation screen holds no compounds; pass val=None to train without one")
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: this torch has no CUDA device; train on the CPU")
+
+
+def _check_resume(result: FitResult, train: DELData, config: ModelConfig | None, device: Any) -> None:
+    """A resumed fit goes on with the same settings on the same training screen, where it lives."""
+    if config is not None and config != result.config:
+        changed = [
+            f"{name} ({getattr(result.config, name)!r} -> {getattr(config, name)!r})"
+            for name in result.config.to_dict()
+            if getattr(config, name) != getattr(result.config, name)
+        ]
+        raise ValueError(
+            f"fit(resume=...): config differs from the run's in {', '.join(changed)}; leave config out to "
+            "go on with the run's settings (epochs= and batch_size= may change), or fit anew"
+        )
+    digest = result.model.encoding.training_digest
+    if digest is not None and screen_digest(train) != digest:
+        raise ValueError(
+            "fit(resume=...): train is not the screen this run was trained on (its compound ids or SMILES "
+            "differ); resume on the same training screen, or fit anew"
+        )
+    if device is not None and torch.device(device) != result.model.device:
+        raise ValueError(f"device: the run to resume lives on {result.model.device}; resume it there")

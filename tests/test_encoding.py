@@ -103,10 +103,12 @@ def test_encode_gives_every_array_by_batch_key_and_round_trips(screen) -> None:
     np.testing.assert_array_equal(arrays[keys.TARGET_COUNTS], test.target_counts.astype(np.float32))
     again = Encoding.from_dict(encoding.to_dict())
     assert again == encoding
-    # a screen with other replicates is encoded without counts (nothing to score them against)
+    # a screen with other replicates cannot be scored: its counts are refused, naming both sets
     other = test.subset(np.arange(test.n_compounds))
     other.target_names = [f"x{j}" for j in range(test.n_target_replicates)]
-    assert keys.TARGET_COUNTS not in encoding.encode(other)
+    with pytest.raises(DELDataError, match=r"\['x0', 'x1', 'x2'\].*differ from the training screen's \['r1'"):
+        encoding.encode(other)
+    assert keys.TARGET_COUNTS not in encoding.encode(other, counts=False)
 
 
 def test_an_encoding_names_what_the_screen_lacks(screen) -> None:

@@ -20,7 +20,7 @@ README = PACKAGE.parent / "README.md"
 
 #: Each module's layer, bottom first: a module may import only modules of lower layers.
 LAYERS = [
-    ("keys", "widgets"),  # names of a batch's arrays; the training display (fed numbers, knows nothing else)
+    ("keys", "widgets", "files"),  # batch keys; the training display (fed numbers); safe file writes
     ("data",),  # the screen container
     ("reading", "splits", "batches", "features", "baselines", "simulate"),
     ("nets", "distributions"),  # plain torch networks; count distributions
