@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -113,7 +113,7 @@ class Encoding:
     #: key of each one's structure (its SMILES): a compound of another screen is the same one only when
     #: both agree (None: ids alone, as checkpoints of format 2 kept them)
     training_ids: list[str] | None = None
-    training_structures: list[int] | None = None
+    training_structures: np.ndarray | None = field(default=None, compare=False)
     #: a digest of the training screen's compound ids and SMILES (what a resumed fit must train on again)
     training_digest: str | None = None
 
@@ -168,12 +168,18 @@ class Encoding:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values and tensors (what a checkpoint holds)."""
+        values = dataclasses.asdict(self)
+        if self.training_structures is not None:
+            values["training_structures"] = torch.from_numpy(self.training_structures)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Encoding:
         values = dict(values)
         values["terms"] = tuple(values["terms"])
+        if values.get("training_structures") is not None:
+            values["training_structures"] = np.asarray(values["training_structures"], dtype=np.int64)
         return cls(**values)
 
     # ---- sizes --------------------------------------------------------------------------------------------
@@ -269,12 +275,13 @@ class Encoding:
     def training_positions(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds]``: each compound's row in the training screen, -1 for a compound never
         screened (same id and same SMILES, or it is another compound)."""
-        if self.training_structures is None:  # ids alone
-            lookup = {compound: i for i, compound in enumerate(self.training_ids)}
-            return np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
-        lookup = {key: i for i, key in enumerate(zip(self.training_ids, self.training_structures, strict=True))}
-        keys = zip(data.compound_id, structure_keys(data.smiles), strict=True)
-        return np.array([lookup.get(key, -1) for key in keys], dtype=np.int64)
+        lookup = {compound: i for i, compound in enumerate(self.training_ids)}
+        positions = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
+        if self.training_structures is not None:  # None: ids alone, as format-2 checkpoints kept them
+            found = positions >= 0
+            same = self.training_structures[positions[found]] == structure_keys(data.smiles[found])
+            positions[np.flatnonzero(found)[~same]] = -1
+        return positions
 
     def block_codes(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds, n_families]``: each compound's slot in every family, in the training
@@ -317,9 +324,10 @@ class Encoding:
         return batch
 
 
-def structure_keys(smiles: Any) -> list[int]:
-    """A 64-bit key of each SMILES string (BLAKE2b), the same in every process and on every machine."""
-    return [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big", signed=True) for s in smiles]
+def structure_keys(smiles: Any) -> np.ndarray:
+    """int64 ``[n]``: a 64-bit key of each SMILES string (BLAKE2b), the same in every process and machine."""
+    keys = (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big", signed=True) for s in smiles)
+    return np.fromiter(keys, dtype=np.int64, count=len(smiles))
 
 
 def screen_digest(data: DELData) -> str:

@@ -103,6 +103,8 @@ def test_encode_gives_every_array_by_batch_key_and_round_trips(screen) -> None:
     np.testing.assert_array_equal(arrays[keys.TARGET_COUNTS], test.target_counts.astype(np.float32))
     again = Encoding.from_dict(encoding.to_dict())
     assert again == encoding
+    np.testing.assert_array_equal(again.training_structures, encoding.training_structures)
+    assert again.training_digest == encoding.training_digest and len(encoding.training_digest) == 64
     # a screen with other replicates cannot be scored: its counts are refused, naming both sets
     other = test.subset(np.arange(test.n_compounds))
     other.target_names = [f"x{j}" for j in range(test.n_target_replicates)]
