@@ -278,15 +278,24 @@ def fit(
                     "epochs": epochs,
                     "steps_per_epoch": len(batches),
                 }
-                for callback in loop:
-                    callback.on_step(result, info)
+                try:
+                    for callback in loop:
+                        callback.on_step(result, info)
+                except KeyboardInterrupt:  # the step is taken; what a callback missed of it is lost
+                    interrupted = True
+                    break
                 if any(callback.stop_requested for callback in loop):
                     break
             if interrupted or any(callback.stop_requested for callback in loop):
                 result.stopped_by_user = True
             if seen == 0:  # interrupted before the epoch's first step: nothing to close
                 break
-            val_loss = result.loss(val_batches) if val_batches is not None else math.nan
+            val_loss = math.nan
+            if val_batches is not None and not interrupted:  # an interrupted run returns without waiting
+                try:
+                    val_loss = result.loss(val_batches)
+                except KeyboardInterrupt:
+                    interrupted = result.stopped_by_user = True
             row = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val_loss}
             row["seconds"] = time.perf_counter() - started
             result.records.append(row)
