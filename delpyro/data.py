@@ -71,6 +71,12 @@ class DELData:
       ``log_target_enrichment`` and ``log_matrix_enrichment``.
     - ``target_names``, ``control_names``: replicate names (default ``r1``, ``r2``, ...).
     - ``attrs``: JSON-serializable metadata (for a simulated screen its parameters and true effects).
+    - ``smiles_as_read``: object array of str ``[n_compounds]`` or None: the SMILES as the file wrote them,
+      where reading repaired some (``smiles`` holds the repaired ones, which features use).
+    - ``observed``: bool ``[n_compounds]`` or None: True for the members the table listed, False for those
+      a library added with zero counts (None: the table is the whole library).
+    - ``building_block_smiles``: per cycle, each building block's SMILES by its id, or None (libraries given
+      by building blocks: features can be computed from them).
 
     Building a DELData validates everything; a problem raises :class:`DELDataError`.
 
@@ -91,6 +97,9 @@ class DELData:
     target_names: list[str] | None = None
     control_names: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    smiles_as_read: np.ndarray | None = None
+    observed: np.ndarray | None = None
+    building_block_smiles: dict[str, dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self.target_counts = as_counts(self.target_counts, "target_counts")
@@ -127,6 +136,17 @@ class DELData:
             json.dumps(self.attrs)
         except TypeError as err:
             raise DELDataError(f"attrs: expected JSON-serializable metadata ({err})") from None
+        if self.smiles_as_read is not None:
+            self.smiles_as_read = as_strings(self.smiles_as_read, "smiles_as_read", n)
+        if self.observed is not None:
+            observed = np.asarray(self.observed)
+            if observed.dtype != bool or observed.shape != (n,):
+                raise DELDataError(
+                    f"observed: expected a boolean array of {n} values, got {observed.dtype} {observed.shape}"
+                )
+            self.observed = observed
+        if self.building_block_smiles is not None:
+            self.building_block_smiles = _as_block_smiles(self.building_block_smiles, self.building_blocks)
 
     def _check_rows(self, array: np.ndarray, name: str) -> None:
         if array.shape[0] != self.n_compounds:
@@ -188,15 +208,23 @@ class DELData:
             target_names=list(self.target_names),
             control_names=list(self.control_names),
             attrs=dict(self.attrs),
+            smiles_as_read=None if self.smiles_as_read is None else self.smiles_as_read[index],
+            observed=None if self.observed is None else self.observed[index],
+            building_block_smiles=self.building_block_smiles,
         )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per compound in the ``"delpyro"`` layout (what :meth:`save` writes; poses excluded).
 
-        Columns: ``compound_id``, ``smiles``, ``target:<replicate>``, ``control:<replicate>``, ``load``,
-        ``bb:<cycle>``, ``truth:<column>``.
+        Columns: ``compound_id``, ``smiles``, ``smiles_as_read``, ``observed``, ``target:<replicate>``,
+        ``control:<replicate>``, ``load``, ``bb:<cycle>``, ``bb_smiles:<cycle>``, ``truth:<column>`` (the
+        optional ones only when the screen has them).
         """
         columns: dict[str, Any] = {"compound_id": self.compound_id, "smiles": self.smiles}
+        if self.smiles_as_read is not None:
+            columns["smiles_as_read"] = self.smiles_as_read
+        if self.observed is not None:
+            columns["observed"] = self.observed
         for j, name in enumerate(self.target_names):
             columns[f"target:{name}"] = self.target_counts[:, j]
         for j, name in enumerate(self.control_names):
@@ -206,6 +234,8 @@ class DELData:
         if self.building_blocks is not None:
             for cycle in self.building_blocks.columns:
                 columns[f"bb:{cycle}"] = self.building_blocks[cycle].to_numpy()
+        for cycle, smiles in (self.building_block_smiles or {}).items():
+            columns[f"bb_smiles:{cycle}"] = self.building_blocks[cycle].map(smiles).to_numpy()
         if self.truth is not None:
             for name in self.truth.columns:
                 columns[f"truth:{name}"] = self.truth[name].to_numpy()
@@ -276,6 +306,14 @@ class DELData:
             lines.append(f"poses: {self.n_poses} per compound x {self.n_pose_features} features")
         if self.truth is not None:
             lines.append(f"truth: {', '.join(self.truth.columns)}")
+        if self.observed is not None:
+            lines.append(
+                f"observed: {int(self.observed.sum()):,} members listed by the table, "
+                f"{int((~self.observed).sum()):,} added from the library with zero counts"
+            )
+        if self.smiles_as_read is not None:
+            repaired = int((self.smiles_as_read != self.smiles).sum())
+            lines.append(f"SMILES repaired on reading: {repaired:,} (as read: smiles_as_read)")
         table = self.replicate_summary()
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return "\n".join(lines)
@@ -322,6 +360,9 @@ class DELData:
             and self.target_names == other.target_names
             and self.control_names == other.control_names
             and self.attrs == other.attrs
+            and same_array(self.smiles_as_read, other.smiles_as_read)
+            and same_array(self.observed, other.observed)
+            and self.building_block_smiles == other.building_block_smiles
         )
 
 
@@ -485,6 +526,25 @@ def _as_building_blocks(frame: Any, n: int) -> pd.DataFrame:
     for cycle in frame.columns:
         columns[str(cycle)] = as_strings(frame[cycle].to_numpy(dtype=object), str(cycle), n)
     return pd.DataFrame(columns)
+
+
+def _as_block_smiles(values: Any, building_blocks: pd.DataFrame | None) -> dict[str, dict[str, str]]:
+    """Each cycle's block SMILES by block id: a SMILES for every block the screen's compounds use."""
+    if building_blocks is None:
+        raise DELDataError("building_block_smiles: given for a screen without building-block id columns")
+    out = {}
+    for cycle in building_blocks.columns:
+        if cycle not in values:
+            raise DELDataError(f"building_block_smiles: no SMILES for the blocks of cycle {cycle!r}")
+        table = {str(k): str(v) for k, v in dict(values[cycle]).items()}
+        missing = sorted(set(building_blocks[cycle]) - set(table))
+        if missing:
+            raise DELDataError(
+                f"building_block_smiles: cycle {cycle!r} has no SMILES for blocks {missing[:10]}"
+                + (f", ... {len(missing)} in all" if len(missing) > 10 else "")
+            )
+        out[str(cycle)] = table
+    return out
 
 
 def _as_poses(poses: Any, n: int) -> np.ndarray:

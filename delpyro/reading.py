@@ -248,9 +248,12 @@ def read_counts(
     if overlap:
         raise DELDataError(f"columns {sorted(overlap)} are named both as target and as control counts")
     truth_columns = [c for c in columns if c.startswith("truth:")] if preset == "delpyro" else []
+    # what DELData.save writes besides: the SMILES as first read, the observed mark, block SMILES
+    saved_extras = [c for c in columns if c in ("smiles_as_read", "observed") or c.startswith("bb_smiles:")]
+    saved_extras = saved_extras if preset == "delpyro" else []
 
     if table is None:
-        strings = {c: str for c in [smiles_column, id_column, *bb_columns] if c}
+        strings = {c: str for c in [smiles_column, id_column, *bb_columns, *saved_extras] if c}
         # pandas 3 parses floats exactly by default; pandas 2 needs to be asked
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
         table = _read_file(
@@ -341,10 +344,36 @@ def read_counts(
         target_names=strip(target_columns, "target:"),
         control_names=strip(control_columns, "control:"),
         attrs=attrs,
+        **_saved_extras(table, saved_extras, strip(bb_columns, "bb:"), bb_columns),
     )
     del table  # the pandas copy of the table; pyarrow keeps the memory of what it read in its pool
     _release_arrow_memory()
     return data if keep.size == n_rows else data.subset(keep)
+
+
+def _saved_extras(table: pd.DataFrame, extras: list[str], cycles: list[str], bb_columns: list[str]) -> dict[str, Any]:
+    """The optional DELData fields a table written by ``DELData.save`` holds, read back."""
+    out: dict[str, Any] = {}
+    if "smiles_as_read" in extras:
+        out["smiles_as_read"] = table["smiles_as_read"].to_numpy(dtype=object)
+    if "observed" in extras:
+        values = table["observed"].astype(str).str.lower()
+        bad = np.flatnonzero(~values.isin(["true", "false"]).to_numpy())
+        if bad.size:
+            raise DELDataError(
+                f"column 'observed': expected True or False; {rows_text(bad, values.iloc[bad].tolist())}"
+            )
+        out["observed"] = (values == "true").to_numpy()
+    block_smiles = {}
+    for cycle, column in zip(cycles, bb_columns, strict=True):
+        if f"bb_smiles:{cycle}" in extras:
+            pairs = table[[column, f"bb_smiles:{cycle}"]].drop_duplicates()
+            block_smiles[cycle] = dict(
+                zip(pairs[column].astype(str), pairs[f"bb_smiles:{cycle}"].astype(str), strict=True)
+            )
+    if block_smiles:
+        out["building_block_smiles"] = block_smiles
+    return out
 
 
 def _release_arrow_memory() -> None:
