@@ -31,6 +31,7 @@ __all__ = [
     "GUIDES",
     "LOSSES",
     "MATRIX_SHIFTS",
+    "OBSERVED_ONLY",
     "PRESETS",
     "TERMS",
     "ModelConfig",
@@ -43,6 +44,7 @@ COMBINES = ("additive", "multiplicative")
 GATES = ("fixed", "learned", "latent", "per_compound")
 CONCENTRATIONS = ("learned", "latent")
 MATRIX_SHIFTS = ("learned", "latent", "none")
+OBSERVED_ONLY = ("none", "target", "any")
 GUIDES = ("auto_normal", "auto_lowrank", "auto_delta")
 LOSSES = ("trace_elbo", "meanfield")
 
@@ -112,6 +114,11 @@ class ModelConfig:
     #: The arms are normalized by their own library sizes, which differ when the target retains more;
     #: delta carries that ratio.
     matrix_shift: str = "learned"
+    #: Whether the table lists only members that got reads (many published tables do), so each compound's
+    #: counts are modeled given that it got at least one read: "none" (the table is the whole library) |
+    #: "target" (listed when its target replicates hold a read) | "any" (when any replicate does). A zero-
+    #: truncated likelihood: the counts' probability divided by 1 - P(no read in those replicates).
+    observed_only: str = "none"
     #: Library-size normalization: a log(column total / n_compounds) offset per replicate.
     normalize_depth: bool = True
     #: Use the load (pre-selection counts) as a log offset when the data has one.
@@ -168,6 +175,7 @@ class ModelConfig:
             ("gates", GATES),
             ("concentration", CONCENTRATIONS),
             ("matrix_shift", MATRIX_SHIFTS),
+            ("observed_only", OBSERVED_ONLY),
             ("activation", tuple(ACTIVATIONS)),
             ("pooling", POOLINGS),
             ("guide", GUIDES),

@@ -14,13 +14,21 @@ does not, and a rate of 10^6 reads is an ordinary log rate of 14.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 
-__all__ = ["LIKELIHOODS", "NEGATIVE_BINOMIAL", "ZERO_INFLATED", "LogRatePoisson", "count_distribution"]
+__all__ = [
+    "LIKELIHOODS",
+    "NEGATIVE_BINOMIAL",
+    "ZERO_INFLATED",
+    "LogRatePoisson",
+    "count_distribution",
+    "log1mexp",
+]
 
 LIKELIHOODS = ("poisson", "zip", "nb", "zinb")
 #: the likelihoods with a structural-zero gate, and those with an NB concentration
@@ -91,3 +99,10 @@ def count_distribution(
         shape = torch.broadcast_shapes(base.batch_shape, gate_logits.shape)
         return dist.ZeroInflatedDistribution(base.expand(shape), gate_logits=gate_logits.expand(shape))
     return base
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012): log(-expm1(x)) near 0, log1p(-exp(x))
+    far below it."""
+    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+

@@ -82,7 +82,7 @@ from torch import nn
 
 from delpyro.config import ModelConfig
 from delpyro.data import DELData
-from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED, count_distribution
+from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED, count_distribution, log1mexp
 from delpyro.effects import (
     BuildingBlockEffects,
     compound_parts,
@@ -129,6 +129,10 @@ COMPOUND_MATRIX_SCALE = "compound_matrix_scale"
 COMPOUND_EFFECT = "compound_effect"
 NEW_COMPOUND_EFFECT = "new_compound_effect"
 COUNTS = "{arm}_counts"
+#: the zero-truncation factor of a table that lists only compounds with reads (``observed_only``), and the
+#: draws of a compound's own effect from its prior over which the probability of being listed is averaged
+OBSERVED_ONLY = "observed_only"
+LISTED_DRAWS = 16
 LOG_TARGET_ENRICHMENT = "log_target_enrichment"
 LOG_MATRIX_ENRICHMENT = "log_matrix_enrichment"
 COMPOUND_EFFECT_ON = "compound_{arm}_effect"
@@ -349,37 +353,63 @@ class DELModel(nn.Module):
         # ---- the batch's compounds: enrichments, then the reads of every replicate
         with pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2):
             network = self.network_enrichments(batch)
-            latent = self._latent_parts(batch, sites, compound_z)
-            log_target = _sum([network.target, *latent["target"]])
-            log_matrix = _sum([network.matrix, *latent["matrix"]])
+            latent = self._latent_parts(batch, sites, None)
+            compound = {}
+            if compound_z is not None:
+                compound = compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms)
+            log_target = _sum([network.target, *latent["target"], compound.get("target")])
+            log_matrix = _sum([network.matrix, *latent["matrix"], compound.get("matrix")])
             if not self.training:  # for posterior export; a training step has no use for them
                 pyro.deterministic(LOG_TARGET_ENRICHMENT, log_target.unsqueeze(-1), event_dim=0)
                 if log_matrix is not None:
                     pyro.deterministic(LOG_MATRIX_ENRICHMENT, log_matrix.unsqueeze(-1), event_dim=0)
-                if compound_z is not None:
-                    parts = compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms)
-                    for arm, value in parts.items():
-                        pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value.unsqueeze(-1), event_dim=0)
+                for arm, value in compound.items():
+                    pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value.unsqueeze(-1), event_dim=0)
             for arm, logits in network.gate_logits.items():
                 gate_logits[arm] = logits.unsqueeze(-1)
             log_load = batch.get(LOG_LOAD)
             offset = 0.0 if log_load is None else log_load.unsqueeze(-1)
-            if "control" in self.count_arms:
-                log_rate = log_matrix.unsqueeze(-1) + offset + log_depth["control"]
-                with replicates["control"]:
-                    pyro.sample(
-                        COUNTS.format(arm="control"),
-                        self._count_distribution("control", log_rate, gate_logits, log_concentration),
-                        obs=batch.get(CONTROL_COUNTS),
-                    )
-            log_rate = self.log_retained(log_target, log_matrix, matrix_shift).unsqueeze(-1) + offset
-            log_rate = log_rate + log_depth["target"]
-            with replicates["target"]:
-                pyro.sample(
-                    COUNTS.format(arm="target"),
-                    self._count_distribution("target", log_rate, gate_logits, log_concentration),
-                    obs=batch.get(TARGET_COUNTS),
-                )
+
+            def count_distributions(log_t: torch.Tensor, log_m: torch.Tensor | None) -> dict:
+                """Each count arm's distribution, replicates last, for log enrichments ``[..., batch]``."""
+                out = {}
+                if "control" in self.count_arms:
+                    log_rate = log_m.unsqueeze(-1) + offset + log_depth["control"]
+                    out["control"] = self._count_distribution("control", log_rate, gate_logits, log_concentration)
+                log_rate = self.log_retained(log_t, log_m, matrix_shift).unsqueeze(-1) + offset
+                log_rate = log_rate + log_depth["target"]
+                out["target"] = self._count_distribution("target", log_rate, gate_logits, log_concentration)
+                return out
+
+            counts = count_distributions(log_target, log_matrix)
+            observed = {"control": batch.get(CONTROL_COUNTS), "target": batch.get(TARGET_COUNTS)}
+            for arm, distribution in counts.items():
+                with replicates[arm]:
+                    pyro.sample(COUNTS.format(arm=arm), distribution, obs=observed[arm])
+            if config.observed_only != "none":
+                # the table lists a compound only when it got a read, so its counts are modeled given that:
+                # the likelihood is divided by the probability of being listed, 1 - P(no read in the
+                # replicates that list it), marginal over the compound's own effect (whose posterior the
+                # listing does not move, as its reads already say it was listed)
+                base_target = _sum([network.target, *latent["target"]])
+                base_matrix = _sum([network.matrix, *latent["matrix"]])
+                if compound_z is None:
+                    no_read = self._log_no_read(count_distributions(base_target, base_matrix))
+                    log_listed = log1mexp(no_read)
+                else:
+                    prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
+                    draws = prior.rsample((LISTED_DRAWS, base_target.shape[-1]))  # [draws, batch, n_arms]
+                    parts = compound_parts(draws, sites[COMPOUND_SCALE], "matrix" in self.arms)
+                    matrix = None if base_matrix is None else base_matrix + parts["matrix"]
+                    no_read = self._log_no_read(count_distributions(base_target + parts["target"], matrix))
+                    log_listed = torch.logsumexp(log1mexp(no_read), 0) - math.log(LISTED_DRAWS)
+                pyro.factor(OBSERVED_ONLY, -log_listed.unsqueeze(-1))
+
+    def _log_no_read(self, counts: dict[str, dist.TorchDistribution]) -> torch.Tensor:
+        """log P(no read in any replicate that lists a compound) ``[..., batch]``, replicates independent
+        given the rates: the sum of each one's log probability of zero over the arms ``observed_only`` names."""
+        arms = ["target"] if self.config.observed_only == "target" else list(counts)
+        return sum(counts[arm].log_prob(torch.zeros_like(counts[arm].mean)).sum(-1) for arm in arms)
 
     def log_retained(
         self, log_target: torch.Tensor, log_matrix: torch.Tensor | None, matrix_shift: torch.Tensor | None = None
