@@ -3,7 +3,7 @@
 The public API, re-exported from the modules that define it.
 """
 
-from delpyro import plots
+from delpyro import datasets, plots
 from delpyro.baselines import building_block_baseline, naive_enrichment
 from delpyro.batches import Minibatches
 from delpyro.config import ModelConfig
@@ -19,6 +19,7 @@ from delpyro.optim import make_optim
 from delpyro.posterior import predict, truth_on_model_scale
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, MCMCResult, load
+from delpyro.selections import read_delt, read_selections, write_delt
 from delpyro.simulate import simulate_del
 from delpyro.splits import split
 from delpyro.steps import NonFiniteLossError, eval_step, make_svi, train_step
@@ -40,6 +41,7 @@ __all__ = [
     "building_block_baseline",
     "calibration",
     "compare",
+    "datasets",
     "eval_step",
     "fingerprints",
     "fit",
@@ -55,6 +57,8 @@ __all__ = [
     "ppc_statistics",
     "predict",
     "read_counts",
+    "read_delt",
+    "read_selections",
     "run_nuts",
     "simulate_del",
     "split",
@@ -62,6 +66,7 @@ __all__ = [
     "train_step",
     "truth_on_model_scale",
     "unpack_bits",
+    "write_delt",
 ]
 
 __version__ = "0.1.0"

@@ -16,6 +16,10 @@ Conventions
   serial one.
 - With ``cache_dir`` the packed array is kept on disk under a name that hashes the parameters, the
   RDKit version and every SMILES in order, so a second call with the same input reads it back.
+- Libraries published as building blocks (codes per cycle and one SMILES table per cycle) get features
+  from the blocks: :func:`block_fingerprints` fingerprints each cycle's blocks (attachment markers such as
+  ``[Z1]`` or ``[R2]`` turned into dummy atoms by :func:`attachment_points_to_dummies`) and
+  :func:`combine_block_fingerprints` concatenates each compound's block fingerprints in cycle order.
 
 Example::
 
@@ -35,8 +39,10 @@ import hashlib
 import math
 import multiprocessing
 import os
+import re
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +53,15 @@ from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from delpyro.data import DELDataError
 from delpyro.files import replacing
 
-__all__ = ["PARALLEL_THRESHOLD", "fingerprints", "molecular_weight", "unpack_bits"]
+__all__ = [
+    "PARALLEL_THRESHOLD",
+    "attachment_points_to_dummies",
+    "block_fingerprints",
+    "combine_block_fingerprints",
+    "fingerprints",
+    "molecular_weight",
+    "unpack_bits",
+]
 
 #: Inputs with more SMILES than this are split across worker processes (unless ``n_jobs == 1``).
 PARALLEL_THRESHOLD = 20_000
@@ -390,3 +404,223 @@ def molecular_weight(smiles) -> np.ndarray:
     if bad:
         raise _bad_rows_error(smiles, bad, "are not SMILES that RDKit can parse")
     return weights
+
+
+# ----------------------------------------------------------------------------------------------------
+# building blocks
+
+#: A DELi-style attachment marker: the bracket atom ``Z`` or ``R`` with an optional number (``[Z1]``, ``[R2]``,
+#: ``[Z]``).  Neither letter is an element symbol, and the closing bracket must follow the digits, so elements
+#: such as ``[Zn]``, ``[Zr]``, ``[Rb]`` or ``[Ru]`` never match.
+_ATTACHMENT_MARKER = re.compile(r"\[([ZR])(\d*)\]")
+#: Compounds gathered at once by :func:`combine_block_fingerprints` (bounds its temporary arrays).
+_COMBINE_ROWS = 16_384
+_BLOCK_EXPECTED = (
+    "expected a non-empty SMILES string that RDKit can parse once its attachment markers "
+    "([Z1], [R2], *, [*], [*:1]) are dummy atoms"
+)
+
+
+def _marker_to_dummy(match: re.Match) -> str:
+    number = match.group(2)
+    return f"[*:{int(number)}]" if number else "[*]"
+
+
+def attachment_points_to_dummies(smiles: str) -> str:
+    """A building block's SMILES with its attachment markers written as RDKit dummy atoms.
+
+    Published building-block tables mark where a block joins the rest of the compound.  DELi writes
+    ``[Z1]``, ``[Z2]``, ``[R1]``, ``[R2]``, which are not element symbols (RDKit refuses them); other
+    tables write ``*``, ``[*]`` or ``[*:1]``, which RDKit reads as dummy atoms (atomic number 0).
+
+    The rule: a bracket atom ``[Z<n>]`` or ``[R<n>]`` (``<n>`` an optional number) becomes ``[*:<n>]``, a
+    dummy atom keeping the marker's number as its atom-map number; ``[Z]`` and ``[R]`` become ``[*]``.
+    Everything else is left as written: markers that already are dummy atoms (``*``, ``[*]``, ``[*:1]``,
+    ``[1*]``) and elements such as ``[Zn]`` or ``[Rb]``.  Applying the function twice changes nothing.
+    RDKit's Morgan invariants ignore atom-map numbers, so which letter or number a marker had does not
+    change the fingerprint: ``[Z1]``, ``[R2]``, ``*`` and ``[*:1]`` give the same bits.
+
+    Example::
+
+        >>> attachment_points_to_dummies("O=C([C@@H]1CCCN1[R2])[R1]")
+        'O=C([C@@H]1CCCN1[*:2])[*:1]'
+        >>> attachment_points_to_dummies("[Zn]C[Z]")
+        '[Zn]C[*]'
+    """
+    if not isinstance(smiles, str):
+        raise TypeError(f"smiles must be a string, got {type(smiles).__name__}")
+    return _ATTACHMENT_MARKER.sub(_marker_to_dummy, smiles)
+
+
+def _bad_blocks_error(cycle: str, ids: list, smiles: list, converted, positions: list, problem: str):
+    """A DELDataError naming the cycle and the first offending blocks with their SMILES."""
+    shown = positions[:_MAX_ROWS_SHOWN]
+    parts = []
+    for k in shown:
+        part = f"block {ids[k]!r}: {_describe(smiles[k])}"
+        if converted is not None and converted[k] != smiles[k]:
+            part += f" (with dummy atoms: {_describe(converted[k])})"
+        parts.append(part)
+    note = f" (the first {len(shown)} shown)" if len(positions) > len(shown) else ""
+    return DELDataError(
+        f"building blocks of cycle {cycle!r}: {len(positions)} of {len(ids)} blocks {problem}{note}: "
+        f"{'; '.join(parts)}; {_BLOCK_EXPECTED}"
+    )
+
+
+def block_fingerprints(
+    block_smiles: dict[str, dict[str, str]],
+    radius: int = 3,
+    n_bits: int = 2048,
+    use_chirality: bool = True,
+    cache_dir=None,
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Packed Morgan fingerprints of each cycle's building blocks.
+
+    Each block's SMILES goes through :func:`attachment_points_to_dummies` and then :func:`fingerprints`
+    (so the same settings, the same bits and the same on-disk cache, one file per cycle).
+
+    Dummy atoms count: an attachment point is an atom of atomic number 0, as RDKit's Morgan generator
+    takes it, so the environments that contain it (the bonds next to the join) and the one centred on it
+    set bits.  A block is thus described as it sits in the compound (``CC(=O)[*:1]`` is an acyl group,
+    not acetaldehyde), and the fingerprint equals RDKit's Morgan fingerprint of the converted SMILES.
+    Every block with a marker shares the bit of the bare dummy atom (radius 0).
+
+    Parameters
+    ----------
+    block_smiles:
+        Per cycle (in the order the caller wants), each building block's SMILES by its id.
+    radius, n_bits, use_chirality, cache_dir:
+        As for :func:`fingerprints`.
+
+    Returns
+    -------
+    dict
+        Per cycle (keys as strings, in the given order): ``(ids, packed)`` where ``ids`` is the list of
+        the cycle's block ids as strings, sorted as strings (``"10"`` before ``"2"``), and ``packed`` is
+        uint8 ``[len(ids), n_bits // 8]`` with row ``k`` the fingerprint of block ``ids[k]``.  A
+        compound's code in a cycle (for :func:`combine_block_fingerprints`) is its block's position in
+        ``ids``, e.g. ``pd.Index(ids).get_indexer(block_id_column)``, which gives -1 for unknown ids.
+
+    Raises
+    ------
+    DELDataError
+        A block's SMILES is missing, empty or unparseable after the marker conversion (the message names
+        the cycle, the block ids and their SMILES), or two block ids of a cycle are the same as strings.
+
+    Example::
+
+        >>> blocks = {"A": {"a2": "NC(=O)C[Z1]", "a1": "OC(=O)C[Z1]"}, "B": {"b1": "c1ccccc1C(=O)[R1]"}}
+        >>> result = block_fingerprints(blocks, radius=2, n_bits=256)
+        >>> result["A"][0], result["A"][1].shape, result["B"][1].shape
+        (['a1', 'a2'], (2, 32), (1, 32))
+    """
+    if not isinstance(block_smiles, Mapping):
+        kind = type(block_smiles).__name__
+        raise TypeError(f"block_smiles must map each cycle to a mapping of block id -> SMILES, got {kind}")
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits <= 0 or n_bits % 8:
+        raise ValueError(f"n_bits must be a positive multiple of 8, got {n_bits!r}")
+
+    result: dict[str, tuple[list[str], np.ndarray]] = {}
+    for cycle, blocks in block_smiles.items():
+        name = str(cycle)
+        if name in result:
+            raise DELDataError(f"building blocks: two cycles are both named {name!r} as strings")
+        if not isinstance(blocks, Mapping):
+            kind = type(blocks).__name__
+            raise TypeError(f"block_smiles[{cycle!r}] must map block ids to SMILES strings, got {kind}")
+        by_id: dict[str, object] = {}
+        for block_id, text in blocks.items():
+            key = str(block_id)
+            if key in by_id:
+                raise DELDataError(f"building blocks of cycle {name!r}: two block ids are both {key!r} as strings")
+            by_id[key] = text
+        ids = sorted(by_id)
+        raw = [by_id[key] for key in ids]
+
+        missing = [k for k, text in enumerate(raw) if not isinstance(text, str) or not text.strip()]
+        if missing:
+            raise _bad_blocks_error(name, ids, raw, None, missing, "have a missing, empty or non-string SMILES")
+        converted = [attachment_points_to_dummies(text) for text in raw]
+        try:
+            packed = fingerprints(
+                converted, radius=radius, n_bits=n_bits, use_chirality=use_chirality, cache_dir=cache_dir
+            )
+        except DELDataError:
+            with rdBase.BlockLogs():
+                bad = [k for k, text in enumerate(converted) if _parse(text) is None]
+            if not bad:
+                raise
+            raise _bad_blocks_error(name, ids, raw, converted, bad, "are not SMILES that RDKit can parse") from None
+        result[name] = (ids, packed)
+    return result
+
+
+def combine_block_fingerprints(codes, tables) -> np.ndarray:
+    """Each compound's building-block fingerprints, concatenated in cycle order.
+
+    Parameters
+    ----------
+    codes:
+        Integer array ``[n_compounds, n_cycles]``: each compound's row in each cycle's table (its block's
+        position in the ids of :func:`block_fingerprints`).  A negative code or one past the table's last
+        row means a block without a fingerprint: that cycle's bytes are zero.
+    tables:
+        Sequence of ``n_cycles`` packed arrays in cycle order, uint8 ``[n_blocks_c, n_bytes]`` with the
+        same ``n_bytes`` (``n_bits // 8``); for the result of :func:`block_fingerprints`,
+        ``[packed for _, packed in result.values()]``.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``[n_compounds, n_cycles * n_bytes]``: bytes ``c * n_bytes`` to ``(c + 1) * n_bytes`` of a row
+        are the packed fingerprint of the compound's cycle-``c`` block, so the bits of each cycle keep
+        their own positions (bit ``j`` of cycle ``c`` is bit ``c * n_bits + j`` after :func:`unpack_bits`).
+        Gathered with numpy a chunk of compounds at a time: the memory used is the output and a few MiB.
+
+    Example::
+
+        >>> tables = [np.array([[1], [2]], dtype=np.uint8), np.array([[7]], dtype=np.uint8)]
+        >>> combine_block_fingerprints(np.array([[1, 0], [0, -1], [5, 0]]), tables)
+        array([[2, 7],
+               [1, 0],
+               [0, 7]], dtype=uint8)
+    """
+    if isinstance(tables, Mapping):
+        raise TypeError(
+            "tables must be a sequence of packed arrays in cycle order, not a mapping; for the result of "
+            "block_fingerprints pass [packed for _, packed in result.values()]"
+        )
+    tables = list(tables)
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be two-dimensional [n_compounds, n_cycles], got shape {codes.shape}")
+    if codes.dtype == np.bool_ or not np.issubdtype(codes.dtype, np.integer):
+        raise TypeError(f"codes must hold integers (rows of the block tables, -1 for none), got dtype {codes.dtype}")
+    n_compounds, n_cycles = codes.shape
+    if len(tables) != n_cycles:
+        raise ValueError(f"codes have {n_cycles} cycles (columns) but {len(tables)} tables were given")
+    for cycle, table in enumerate(tables):
+        if not isinstance(table, np.ndarray) or table.dtype != np.uint8 or table.ndim != 2:
+            described = f"{table.dtype} array of shape {table.shape}" if isinstance(table, np.ndarray) else type(table)
+            raise TypeError(f"tables[{cycle}] must be a uint8 array [n_blocks, n_bytes], got {described}")
+    widths = sorted({table.shape[1] for table in tables})
+    if len(widths) > 1:
+        raise ValueError(f"the tables must all have the same number of bytes per row, got {widths}")
+    n_bytes = widths[0] if widths else 0
+
+    combined = np.empty((n_compounds, n_cycles * n_bytes), dtype=np.uint8)
+    for cycle, table in enumerate(tables):
+        n_blocks = table.shape[0]
+        padded = np.zeros((n_blocks + 1, n_bytes), dtype=np.uint8)  # the last row: no fingerprint
+        padded[:n_blocks] = table
+        target = combined[:, cycle * n_bytes : (cycle + 1) * n_bytes]
+        for start in range(0, n_compounds, _COMBINE_ROWS):
+            stop = min(start + _COMBINE_ROWS, n_compounds)
+            column = codes[start:stop, cycle]
+            known = (column >= 0) & (column < n_blocks)
+            rows = np.where(known, column.astype(np.intp), n_blocks)
+            target[start:stop] = padded[rows]
+    return combined

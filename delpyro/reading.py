@@ -35,8 +35,10 @@ from delpyro.data import (
     sidecar_paths,
     table_kind,
 )
+from delpyro.library import complete
+from delpyro.repair import repair_smiles
 
-__all__ = ["LAYOUTS", "Layout", "invalid_smiles", "read_counts"]
+__all__ = ["LAYOUTS", "Layout", "invalid_smiles", "read_counts", "read_file"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Layout:
     compound_id: str | None = None
     load: str | None = None
     building_blocks: tuple[str, ...] | None = None
+    block_smiles: tuple[str, ...] | None = None
     optional: tuple[str, ...] = ()
 
 
@@ -73,6 +76,15 @@ LAYOUTS: dict[str, Layout] = {
         control=("beads_tot",),
         building_blocks=("cycle1", "cycle2", "cycle3"),
     ),
+    "deli": Layout(
+        "DELi cube (UNC): DEL_ID ids, product SMILES, blocks ID_A/B/C with their SMILES_A/B/C, UMI-corrected "
+        "counts corrected_* (raw reads: target='raw_*'); no control unless named (control=[...])",
+        target=("corrected_*",),
+        smiles="SMILES",
+        compound_id="DEL_ID",
+        building_blocks=("ID_?",),
+        block_smiles=("SMILES_?",),
+    ),
     "delpyro": Layout(
         "what DELData.save writes (exact round trip)",
         target=("target:*",),
@@ -80,7 +92,8 @@ LAYOUTS: dict[str, Layout] = {
         compound_id="compound_id",
         load="load",
         building_blocks=("bb:*",),
-        optional=("control", "load", "building_blocks"),
+        block_smiles=("bb_smiles:*",),
+        optional=("control", "load", "building_blocks", "block_smiles"),
     ),
 }
 
@@ -113,8 +126,9 @@ def _resolve(
     return found
 
 
-def _read_file(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """``read()``, with whatever goes wrong in the file turned into a DELDataError naming it."""
+def read_file(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``read()`` (a pandas reader of ``path``, a table of ``kind``), with whatever goes wrong in the file
+    turned into a DELDataError naming it."""
     try:
         return read()
     except pd.errors.EmptyDataError:
@@ -163,14 +177,16 @@ def read_counts(
     *,
     target: str | Sequence[str] | None = None,
     control: str | Sequence[str] | None = (),
-    smiles: str = "smiles",
+    smiles: str | None = None,
     compound_id: str | None = None,
     load: str | None = None,
     building_blocks: str | Sequence[str] | None = None,
+    block_smiles: str | Sequence[str] | None = None,
     poses: np.ndarray | str | Path | None = None,
     preset: str | None = None,
-    on_invalid_smiles: str = "error",
+    on_invalid_smiles: str = "repair",
     report: list[str] | None = None,
+    library: str | Path | pd.DataFrame | None = None,
 ) -> DELData:
     """Read a screen from a CSV, TSV or parquet path, or a DataFrame, into a validated :class:`DELData`.
 
@@ -179,18 +195,35 @@ def read_counts(
             DataFrame.
         target: target replicate count columns: a list of names, or a glob such as ``"seq_target_*"``.
         control: control (bead / matrix) replicate count columns, likewise; may be empty.
-        smiles: the SMILES column.
+        smiles: the SMILES column (default ``"smiles"``, or the preset's).
         compound_id: a column of unique ids; by default ids are made from the row positions
             (``row0``, ``row1``, ... zero-padded).
         load: a column of pre-selection counts or relative abundance.
         building_blocks: building-block id columns, one per cycle (names or a glob).
+        block_smiles: building-block SMILES columns, one per cycle in the order of ``building_blocks``
+            (DELi's ``SMILES_A``...): each block's SMILES goes to ``building_block_smiles`` (features can be
+            computed from the blocks); a block written with two different SMILES is an error.
         poses: docked-pose features ``[n_rows, n_poses, n_pose_features]``: an array or a ``.npy`` path
             (memory-mapped). With ``preset="delpyro"`` the ``.poses.npy`` beside the table is read.
         preset: fills the column map for a public layout: ``"kindel"``, ``"del-dock"``, ``"del-qsar"`` or
             ``"delpyro"`` (see ``LAYOUTS``). Arguments given explicitly win over the preset.
-        on_invalid_smiles: ``"error"`` raises naming the rows; ``"drop"`` drops those rows and reports
-            how many and which (a warning, and a line appended to ``report`` when given).
-        report: a list that collects notes on what was done (rows dropped).
+        on_invalid_smiles: what to do with SMILES RDKit cannot parse. ``"repair"`` (the default) repairs
+            those that only write a charged atom without its charge, such as a quaternary ammonium written
+            ``C[N](C)(C)C`` (see :func:`delpyro.repair.repair_smiles`: a neutral N with four bonds becomes
+            ``[N+]``, O with three ``[O+]``, B with four ``[B-]``; nothing else), and raises naming the rows
+            it cannot repair. A repaired row holds RDKit's SMILES of the repaired molecule in ``smiles``;
+            the column as the file wrote it is kept in ``smiles_as_read``, and the repairs are reported (a
+            warning, and a note appended to ``report`` when given: how many, which rows, before -> after
+            for the first few). ``"drop"`` repairs likewise, then drops the rows it cannot repair and
+            reports how many and which. ``"error"`` repairs nothing and raises on any SMILES RDKit cannot
+            parse. Missing and empty SMILES, and SMILES with whitespace inside them, are never repaired.
+        report: a list that collects notes on what was done (SMILES repaired, rows dropped, members added).
+        library: for a table that lists only the members with reads, the whole library: a table (path or
+            DataFrame) of its members with the table's id, SMILES and building-block columns, such as an
+            enumerated library file. Every member the table does not list is added with zero counts (and a
+            zero load), in the library's order, and ``observed`` marks the rows the table listed (see
+            :mod:`delpyro.library`; reported like a repair). Needs ``compound_id``. Without the library,
+            fit the table as it is with ``ModelConfig(observed_only=...)``.
 
     Raises:
         DELDataError: naming the column, the first offending rows, and what was expected.
@@ -200,8 +233,13 @@ def read_counts(
     >>> read_counts(table, target="t*", control=["beads"]).target_counts.tolist()
     [[0, 1], [4, 3]]
     """
-    if on_invalid_smiles not in ("error", "drop"):
-        raise ValueError(f"on_invalid_smiles must be 'error' or 'drop', got {on_invalid_smiles!r}")
+    if preset == "delt" or (not isinstance(source, pd.DataFrame) and Path(source).is_dir()):
+        raise DELDataError(
+            f"{source}: per-selection count folders (DELT-Hit) hold one screen per target: read them with "
+            "delpyro.selections.read_delt, which pairs each target with its no-protein control"
+        )
+    if on_invalid_smiles not in ("repair", "error", "drop"):
+        raise ValueError(f"on_invalid_smiles must be 'repair', 'error' or 'drop', got {on_invalid_smiles!r}")
     optional: tuple[str, ...] = ()
     if preset is not None:
         if preset not in LAYOUTS:
@@ -209,10 +247,13 @@ def read_counts(
         layout = LAYOUTS[preset]
         target = layout.target if target is None else target
         control = layout.control if not control else control
+        smiles = smiles or layout.smiles
         compound_id = compound_id or layout.compound_id
         load = load or layout.load
         building_blocks = building_blocks or layout.building_blocks
+        block_smiles = block_smiles or layout.block_smiles
         optional = layout.optional
+    smiles = smiles or "smiles"
     if target is None:
         raise DELDataError("read_counts: name the target replicate columns (target=...) or give a preset")
 
@@ -227,11 +268,11 @@ def read_counts(
             raise DELDataError(f"{path}: no such file")
         kind = table_kind(path)
         if kind == "parquet":
-            table = _read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str)
+            table = read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str)
             columns = list(table.columns)
         else:
             sep = "\t" if kind == "tsv" else ","
-            header = _read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
+            header = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
             columns = [str(c) for c in header.iloc[0]] if len(header) else []
     _check_column_names(columns, source)
 
@@ -244,19 +285,24 @@ def read_counts(
     id_column = (resolve(compound_id, "compound ids", "compound_id") or [None])[0]
     load_column = (resolve(load, "load", "load") or [None])[0]
     bb_columns = resolve(building_blocks, "building blocks", "building_blocks")
+    block_smiles_columns = resolve(block_smiles, "building-block SMILES", "block_smiles")
+    if block_smiles_columns and len(block_smiles_columns) != len(bb_columns):
+        raise DELDataError(
+            f"columns {block_smiles_columns} for building-block SMILES: expected one per building-block column "
+            f"{bb_columns}"
+        )
     overlap = set(target_columns) & set(control_columns)
     if overlap:
         raise DELDataError(f"columns {sorted(overlap)} are named both as target and as control counts")
     truth_columns = [c for c in columns if c.startswith("truth:")] if preset == "delpyro" else []
-    # what DELData.save writes besides: the SMILES as first read, the observed mark, block SMILES
-    saved_extras = [c for c in columns if c in ("smiles_as_read", "observed") or c.startswith("bb_smiles:")]
-    saved_extras = saved_extras if preset == "delpyro" else []
+    # what DELData.save writes besides: the SMILES as first read, the observed mark
+    saved_extras = [c for c in columns if c in ("smiles_as_read", "observed")] if preset == "delpyro" else []
 
     if table is None:
-        strings = {c: str for c in [smiles_column, id_column, *bb_columns, *saved_extras] if c}
+        strings = {c: str for c in [smiles_column, id_column, *bb_columns, *block_smiles_columns, *saved_extras] if c}
         # pandas 3 parses floats exactly by default; pandas 2 needs to be asked
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-        table = _read_file(
+        table = read_file(
             path,
             kind,
             lambda: pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact),
@@ -265,6 +311,34 @@ def read_counts(
     if n_rows == 0:
         where = "" if isinstance(source, pd.DataFrame) else f"{source}: "
         raise DELDataError(f"{where}the table is empty: expected at least one compound row")
+    observed = None
+    if library is not None:
+        where = "the table" if isinstance(source, pd.DataFrame) else str(source)
+        if id_column is None or poses is not None or truth_columns:
+            raise DELDataError(
+                f"{where}: completing from a library needs the compound id column (compound_id=...), and a "
+                "table without poses or truth columns"
+            )
+        members, library_name = _read_library(library, [id_column, smiles_column, *bb_columns, *block_smiles_columns])
+        table, observed = complete(
+            table,
+            members,
+            id_column=id_column,
+            smiles_column=smiles_column,
+            count_columns=[*target_columns, *control_columns],
+            block_columns=[*bb_columns, *block_smiles_columns],
+            load_column=load_column,
+            where=where,
+            library_name=library_name,
+        )
+        note = (
+            f"{where}: completed from {library_name}: {int((~observed).sum()):,} members without reads added with "
+            f"zero counts to the {n_rows:,} the table lists"
+        )
+        warnings.warn(note, stacklevel=2)
+        if report is not None:
+            report.append(note)
+        n_rows = len(table)
 
     smiles_values = np.array(
         ["" if is_missing_string(v) else str(v) for v in table[smiles_column].to_numpy(dtype=object)],
@@ -275,19 +349,42 @@ def read_counts(
         raise DELDataError(f"poses: the pose array has {pose_array.shape[0]} rows but the table has {n_rows} rows")
 
     keep = np.arange(n_rows)
-    bad_smiles = invalid_smiles(smiles_values)
+    as_read: dict[str, np.ndarray] = {}  # the SMILES column as the file wrote it, when some were repaired
+    n_repaired = 0
+    if on_invalid_smiles == "error":
+        bad_smiles = invalid_smiles(smiles_values)
+    else:
+        repair = repair_smiles(smiles_values)
+        bad_smiles = repair.unfixable
+        n_repaired = repair.repaired.size
+        if n_repaired:
+            note = "\n".join(repair.report_lines(smiles_column))
+            warnings.warn(note, stacklevel=2)
+            if report is not None:
+                report.append(note)
+            as_read["smiles_as_read"] = smiles_values
+            smiles_values = repair.smiles.copy()
     if bad_smiles.size:
         shown = smiles_values[bad_smiles].tolist()
-        if on_invalid_smiles == "error":
+        if on_invalid_smiles != "drop":
             spaced = [s for s in shown if isinstance(s, str) and _has_inner_space(s)]
             hint = f"; {len(spaced)} hold whitespace inside the SMILES" if spaced else ""
+            if on_invalid_smiles == "repair":
+                hint += ", and repair fixes only a charged atom written without its charge"
+                if n_repaired:
+                    hint += f" ({n_repaired} other {'row was' if n_repaired == 1 else 'rows were'} repaired)"
+            elif repairable := repair_smiles(smiles_values[bad_smiles]).repaired.size:
+                hint += (
+                    f"; {repairable} of them only write a charged atom without its charge, which "
+                    "on_invalid_smiles='repair' (the default) repairs"
+                )
             raise DELDataError(
                 f"column {smiles_column!r}: expected SMILES that RDKit can parse; "
                 f"{rows_text(bad_smiles, shown)} cannot be parsed{hint} (on_invalid_smiles='drop' drops them)"
             )
         note = (
-            f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse: "
-            f"{rows_text(bad_smiles, shown)}"
+            f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse and "
+            f"repair cannot fix: {rows_text(bad_smiles, shown)}"
         )
         warnings.warn(note, stacklevel=2)
         if report is not None:
@@ -298,6 +395,8 @@ def read_counts(
         # the rows are dropped after the screen is assembled (so that any other error names the table's
         # own row numbers); until then an empty or missing SMILES must not fail the string check
         smiles_values[bad_smiles] = "*"
+        if as_read:
+            as_read["smiles_as_read"][bad_smiles] = "*"
 
     if id_column:
         ids = as_strings(table[id_column].to_numpy(dtype=object), id_column, n_rows)
@@ -344,14 +443,17 @@ def read_counts(
         target_names=strip(target_columns, "target:"),
         control_names=strip(control_columns, "control:"),
         attrs=attrs,
-        **_saved_extras(table, saved_extras, strip(bb_columns, "bb:"), bb_columns),
+        # a table DELData.save wrote keeps its own smiles_as_read (the SMILES as first read)
+        **{**as_read, **_saved_extras(table, saved_extras)},
+        **({} if observed is None else {"observed": observed}),
+        **_block_smiles(table, strip(bb_columns, "bb:"), bb_columns, block_smiles_columns, source),
     )
     del table  # the pandas copy of the table; pyarrow keeps the memory of what it read in its pool
     _release_arrow_memory()
     return data if keep.size == n_rows else data.subset(keep)
 
 
-def _saved_extras(table: pd.DataFrame, extras: list[str], cycles: list[str], bb_columns: list[str]) -> dict[str, Any]:
+def _saved_extras(table: pd.DataFrame, extras: list[str]) -> dict[str, Any]:
     """The optional DELData fields a table written by ``DELData.save`` holds, read back."""
     out: dict[str, Any] = {}
     if "smiles_as_read" in extras:
@@ -364,16 +466,47 @@ def _saved_extras(table: pd.DataFrame, extras: list[str], cycles: list[str], bb_
                 f"column 'observed': expected True or False; {rows_text(bad, values.iloc[bad].tolist())}"
             )
         out["observed"] = (values == "true").to_numpy()
-    block_smiles = {}
-    for cycle, column in zip(cycles, bb_columns, strict=True):
-        if f"bb_smiles:{cycle}" in extras:
-            pairs = table[[column, f"bb_smiles:{cycle}"]].drop_duplicates()
-            block_smiles[cycle] = dict(
-                zip(pairs[column].astype(str), pairs[f"bb_smiles:{cycle}"].astype(str), strict=True)
-            )
-    if block_smiles:
-        out["building_block_smiles"] = block_smiles
     return out
+
+
+def _block_smiles(
+    table: pd.DataFrame, cycles: list[str], bb_columns: list[str], smiles_columns: list[str], source: Any
+) -> dict[str, Any]:
+    """``{"building_block_smiles": {cycle: {block id: SMILES}}}`` from a block SMILES column per cycle."""
+    if not smiles_columns:
+        return {}
+    where = "the table" if isinstance(source, pd.DataFrame) else str(source)
+    out = {}
+    for cycle, ids, smiles in zip(cycles, bb_columns, smiles_columns, strict=True):
+        pairs = table[[ids, smiles]].astype(str).drop_duplicates()
+        twice = pairs[ids].duplicated(keep=False).to_numpy()
+        if twice.any():
+            blocks = sorted(set(pairs[ids][twice]))
+            raise DELDataError(
+                f"{where}: column {smiles!r}: blocks {blocks[:10]} of {ids!r} are written with different SMILES "
+                "in different rows"
+            )
+        out[cycle] = dict(zip(pairs[ids], pairs[smiles], strict=True))
+    return {"building_block_smiles": out}
+
+
+def _read_library(source: str | Path | pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, str]:
+    """The members of a library (a path or a DataFrame), with ``columns`` read as strings, and its name."""
+    if isinstance(source, pd.DataFrame):
+        return source.rename(columns=str), "the library"
+    path = Path(source)
+    if not path.exists():
+        raise DELDataError(f"{path}: no such file (the library)")
+    kind = table_kind(path)
+    if kind == "parquet":
+        return read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str), str(path)
+    sep = "\t" if kind == "tsv" else ","
+    header = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
+    names = [str(c) for c in header.iloc[0]] if len(header) else []
+    _check_column_names(names, path)
+    wanted = [c for c in columns if c in names]
+    table = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, keep_default_na=False))
+    return table, str(path)
 
 
 def _release_arrow_memory() -> None:

@@ -22,7 +22,9 @@ README = PACKAGE.parent / "README.md"
 LAYERS = [
     ("keys", "widgets", "files"),  # batch keys; the training display (fed numbers); safe file writes
     ("data",),  # the screen container
+    ("repair", "library"),  # SMILES repair; completing an observed-only table from its library
     ("reading", "splits", "batches", "features", "baselines", "simulate"),
+    ("selections", "datasets"),  # many selections in one place; real screens shipped with the package
     ("nets", "distributions"),  # plain torch networks; count distributions
     ("config",),
     ("encoding", "effects"),  # a screen -> arrays; the latent effects' arithmetic
