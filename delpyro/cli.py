@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 
 from delpyro import plots
 from delpyro.baselines import naive_enrichment
-from delpyro.config import PRESETS, TERMS, ModelConfig
+from delpyro.config import FEATURES, OBSERVED_ONLY, PRESETS, TERMS, ModelConfig
 from delpyro.data import DELData, DELDataError
 from delpyro.distributions import LIKELIHOODS
 from delpyro.posterior import truth_on_model_scale
@@ -144,7 +144,9 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "smiles": args.smiles,
         "compound_id": args.compound_id,
         "building_blocks": args.building_blocks,
+        "block_smiles": args.block_smiles,
         "load": args.load,
+        "library": None if args.library is None else str(Path(args.library).resolve()),
     }
     if options["preset"] is None and options["target"] is None:
         options["preset"] = "delpyro"
@@ -157,6 +159,9 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
         overrides["likelihood"] = args.likelihood
     if args.terms is not None:
         overrides["terms"] = tuple(args.terms)
+    for name in ("observed_only", "features"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.batch_size is not None:
@@ -280,11 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     columns.add_argument("--smiles", metavar="COL", help="SMILES column (default smiles)")
     columns.add_argument("--compound-id", metavar="COL", help="unique compound id column")
     columns.add_argument("--building-blocks", nargs="+", metavar="COL", help="building-block columns, one per cycle")
+    columns.add_argument("--block-smiles", nargs="+", metavar="COL", help="building-block SMILES columns, per cycle")
     columns.add_argument("--load", metavar="COL", help="pre-selection (load) count column")
+    columns.add_argument(
+        "--library",
+        metavar="TABLE",
+        help="for a table of the members with reads only: the whole library (ids, SMILES, blocks); the members "
+        "without reads are added with zero counts",
+    )
     model = fit_command.add_argument_group("model")
     model.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset (default: default)")
     model.add_argument("--likelihood", choices=LIKELIHOODS, help="count likelihood (overrides the preset's)")
     model.add_argument("--terms", nargs="+", choices=TERMS, metavar="TERM", help=f"model terms, from {TERMS}")
+    model.add_argument(
+        "--observed-only",
+        choices=OBSERVED_ONLY,
+        help="the table lists only members with reads (in the target replicates, or in any): model it so",
+    )
+    model.add_argument("--features", choices=FEATURES, help="what the fingerprint network reads")
     training = fit_command.add_argument_group("training")
     training.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     training.add_argument("--batch-size", type=int, help="compounds per minibatch (default: the preset's)")

@@ -27,6 +27,7 @@ from delpyro.nets import ACTIVATIONS, POOLINGS
 __all__ = [
     "COMBINES",
     "CONCENTRATIONS",
+    "FEATURES",
     "GATES",
     "GUIDES",
     "LOSSES",
@@ -45,6 +46,7 @@ GATES = ("fixed", "learned", "latent", "per_compound")
 CONCENTRATIONS = ("learned", "latent")
 MATRIX_SHIFTS = ("learned", "latent", "none")
 OBSERVED_ONLY = ("none", "target", "any")
+FEATURES = ("products", "building_blocks")
 GUIDES = ("auto_normal", "auto_lowrank", "auto_delta")
 LOSSES = ("trace_elbo", "meanfield")
 
@@ -71,7 +73,12 @@ class ModelConfig:
     bb_pairs: bool = True
     #: Prior scale (HalfNormal) of the per-compound effects' scales.
     compound_prior_scale: float = 1.0
-    #: Morgan fingerprint radius, length in bits, and whether chirality is encoded.
+    #: What the fingerprint network reads: "products" (each compound's Morgan fingerprint) |
+    #: "building_blocks" (the fingerprints of its building blocks, one per cycle, side by side: for
+    #: libraries published without product SMILES, and to score unseen combinations of seen blocks).
+    features: str = "products"
+    #: Morgan fingerprint radius, length in bits (per building block with "building_blocks"), and whether
+    #: chirality is encoded.
     fingerprint_radius: int = 3
     fingerprint_bits: int = 2048
     fingerprint_chirality: bool = True
@@ -176,6 +183,7 @@ class ModelConfig:
             ("concentration", CONCENTRATIONS),
             ("matrix_shift", MATRIX_SHIFTS),
             ("observed_only", OBSERVED_ONLY),
+            ("features", FEATURES),
             ("activation", tuple(ACTIVATIONS)),
             ("pooling", POOLINGS),
             ("guide", GUIDES),

@@ -31,11 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from delpyro.config import ModelConfig, resolve_terms
 from delpyro.data import DELData, DELDataError
-from delpyro.features import fingerprints
+from delpyro.features import (
+    attachment_points_to_dummies,
+    block_fingerprints,
+    combine_block_fingerprints,
+    fingerprints,
+)
 from delpyro.keys import (
     BLOCK_CODES,
     CONTROL_COUNTS,
@@ -47,6 +53,7 @@ from delpyro.keys import (
     TARGET_COUNTS,
     TRAINING_POSITION,
 )
+from delpyro.repair import repair_smiles
 
 __all__ = ["UNSEEN", "Encoding", "load_offset", "log_depth_offsets", "screen_digest", "structure_keys"]
 
@@ -101,6 +108,10 @@ class Encoding:
     fingerprint_radius: int = 3
     fingerprint_bits: int = 2048
     fingerprint_chirality: bool = True
+    #: what the fingerprint network reads ("products" | "building_blocks"), and with building blocks the
+    #: cycles whose blocks' fingerprints stand side by side
+    features: str = "products"
+    feature_cycles: list[str] | None = None
     n_poses: int = 0
     n_pose_features: int = 0
     #: the load offset's constants (None: the model uses no load)
@@ -132,6 +143,14 @@ class Encoding:
         else:
             log_depth_target = np.zeros(data.n_target_replicates)
             log_depth_control = np.zeros(data.n_control_replicates)
+        feature_cycles = None
+        if "fingerprint" in terms and config.features == "building_blocks":
+            if data.building_blocks is None or data.building_block_smiles is None:
+                raise DELDataError(
+                    "building_block_smiles: features='building_blocks' needs building-block ids and each block's "
+                    "SMILES (read_counts(..., building_blocks=[...], block_smiles=[...]))"
+                )
+            feature_cycles = list(data.building_blocks.columns)
         pseudocount = log_mean = None
         if config.use_load and data.load is not None:
             pseudocount, log_mean = load_offset(data.load)
@@ -156,6 +175,8 @@ class Encoding:
             fingerprint_radius=config.fingerprint_radius,
             fingerprint_bits=config.fingerprint_bits,
             fingerprint_chirality=config.fingerprint_chirality,
+            features=config.features,
+            feature_cycles=feature_cycles,
             n_poses=data.n_poses,
             n_pose_features=data.n_pose_features,
             load_pseudocount=pseudocount,
@@ -191,6 +212,11 @@ class Encoding:
     @property
     def uses_load(self) -> bool:
         return self.load_pseudocount is not None
+
+    @property
+    def n_feature_bits(self) -> int:
+        """Bits the fingerprint network reads per compound: one fingerprint, or one per cycle side by side."""
+        return self.fingerprint_bits * (len(self.feature_cycles) if self.features == "building_blocks" else 1)
 
     @property
     def n_screened(self) -> int:
@@ -237,7 +263,9 @@ class Encoding:
         mean nothing). A compound takes its training position only when its id and its SMILES both
         match a training compound's; any other compound is new (-1)."""
         arrays: dict[str, np.ndarray] = {}
-        if "fingerprint" in self.terms:
+        if "fingerprint" in self.terms and self.features == "building_blocks":
+            arrays[FINGERPRINTS] = self.block_features(data, cache_dir=cache_dir)
+        elif "fingerprint" in self.terms:
             arrays[FINGERPRINTS] = fingerprints(
                 data.smiles,
                 radius=self.fingerprint_radius,
@@ -271,6 +299,32 @@ class Encoding:
                 raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
             arrays[LOG_LOAD] = self.log_load_offset(data.load).astype(np.float32)
         return arrays
+
+    def block_features(self, data: DELData, *, cache_dir: str | None = None) -> np.ndarray:
+        """uint8 ``[n_compounds, n_cycles * fingerprint_bits // 8]``: each compound's building blocks'
+        packed fingerprints side by side, in the training cycles' order. A block's SMILES has its attachment
+        points as dummy atoms, and a charged atom written without its charge repaired (as read_counts does
+        for products); every block is fingerprinted once, and the compounds' rows are gathered from that."""
+        if data.building_blocks is None or data.building_block_smiles is None:
+            raise DELDataError(
+                "building_block_smiles: this screen has no building-block SMILES to compute features from"
+            )
+        missing = [c for c in self.feature_cycles if c not in data.building_blocks.columns]
+        if missing:
+            raise DELDataError(f"building_blocks: columns {missing} of the training screen are missing")
+        readable = {}
+        for cycle in self.feature_cycles:
+            ids = list(data.building_block_smiles[cycle])
+            converted = [attachment_points_to_dummies(s) for s in data.building_block_smiles[cycle].values()]
+            readable[cycle] = dict(zip(ids, repair_smiles(converted).smiles, strict=True))
+        tables = block_fingerprints(
+            readable, self.fingerprint_radius, self.fingerprint_bits, self.fingerprint_chirality, cache_dir
+        )
+        codes = np.stack(
+            [pd.Index(tables[c][0]).get_indexer(data.building_blocks[c].astype(str)) for c in self.feature_cycles],
+            axis=1,
+        )
+        return combine_block_fingerprints(codes, [tables[c][1] for c in self.feature_cycles])
 
     def training_positions(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds]``: each compound's row in the training screen, -1 for a compound never
@@ -309,7 +363,7 @@ class Encoding:
         with torch.device(device):
             batch: dict[str, Any] = {INDEX: torch.arange(size), SCREEN_SIZE: size}
             if "fingerprint" in self.terms:
-                batch[FINGERPRINTS] = torch.zeros(size, self.fingerprint_bits // 8, dtype=torch.uint8)
+                batch[FINGERPRINTS] = torch.zeros(size, self.n_feature_bits // 8, dtype=torch.uint8)
             if "building_blocks" in self.terms:
                 batch[BLOCK_CODES] = torch.zeros(size, len(self.families), dtype=torch.long)
             if "poses" in self.terms:

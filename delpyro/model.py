@@ -188,7 +188,7 @@ class DELModel(nn.Module):
                 "DELModel takes an Encoding of the training screen, not the screen: "
                 "DELModel(config, Encoding.fit(train, config))"
             )
-        fingerprint = ("fingerprint_radius", "fingerprint_bits", "fingerprint_chirality")
+        fingerprint = ("fingerprint_radius", "fingerprint_bits", "fingerprint_chirality", "features")
         differ = [name for name in fingerprint if getattr(config, name) != getattr(encoding, name)]
         if config.terms is not None and tuple(config.terms) != encoding.terms:
             differ.append("terms")
@@ -212,7 +212,7 @@ class DELModel(nn.Module):
         if "fingerprint" in self.terms:
             per_compound_gates = config.gates == "per_compound" and self.zero_inflated
             networks["fingerprint"] = FingerprintNet(
-                config.fingerprint_bits,
+                encoding.n_feature_bits,
                 h,
                 config.n_layers,
                 config.activation,

@@ -1140,6 +1140,21 @@ def simulate_del(
             pose_dtype=pose_dtype,
         )
 
+    attrs = _attrs(
+        parameters,
+        library,
+        target,
+        matrix,
+        load,
+        counts,
+        poses,
+        combine=combine,
+        inert_log_target=inert_log_target,
+        binder_log_threshold=binder_log_threshold,
+        target_gate=target_gate,
+        control_gate=control_gate,
+        nb_concentration=nb_concentration,
+    )
     return DELData(
         target_counts=counts.target,
         control_counts=counts.control,
@@ -1151,19 +1166,6 @@ def simulate_del(
         truth=_truth(library, target, matrix, load, poses, binder_log_threshold),
         target_names=[f"r{r + 1}" for r in range(n_target_replicates)],
         control_names=[f"r{r + 1}" for r in range(n_control_replicates)],
-        attrs=_attrs(
-            parameters,
-            library,
-            target,
-            matrix,
-            load,
-            counts,
-            poses,
-            combine=combine,
-            inert_log_target=inert_log_target,
-            binder_log_threshold=binder_log_threshold,
-            target_gate=target_gate,
-            control_gate=control_gate,
-            nb_concentration=nb_concentration,
-        ),
+        attrs=attrs,
+        building_block_smiles=attrs["building_block_smiles"],
     )
