@@ -147,6 +147,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "block_smiles": args.block_smiles,
         "load": args.load,
         "library": None if args.library is None else str(Path(args.library).resolve()),
+        "selection_target": args.selection_target,
     }
     if options["preset"] is None and options["target"] is None:
         options["preset"] = "delpyro"
@@ -278,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     columns = fit_command.add_argument_group("columns (read_counts; given ones win over the preset)")
     columns.add_argument(
-        "--preset", default=None, choices=sorted(LAYOUTS), help="data layout (default: delpyro without --target)"
+        "--preset",
+        default=None,
+        choices=sorted([*LAYOUTS, "delt"]),
+        help="data layout (default: delpyro without --target); delt: a folder of per-selection count files",
     )
     columns.add_argument("--target", nargs="+", metavar="COL", help="target replicate count columns (or globs)")
     columns.add_argument("--control", nargs="+", metavar="COL", help="control (bead) replicate count columns")
@@ -287,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     columns.add_argument("--building-blocks", nargs="+", metavar="COL", help="building-block columns, one per cycle")
     columns.add_argument("--block-smiles", nargs="+", metavar="COL", help="building-block SMILES columns, per cycle")
     columns.add_argument("--load", metavar="COL", help="pre-selection (load) count column")
+    columns.add_argument(
+        "--selection-target",
+        metavar="NAME",
+        help="a folder of per-selection count files (--preset delt): the target whose screen to fit",
+    )
     columns.add_argument(
         "--library",
         metavar="TABLE",

@@ -38,6 +38,7 @@ from delpyro.diagnostics import guide_diagnostic
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, load
+from delpyro.selections import read_delt
 
 #: compounds written to ``idata.nc`` at most (a random subset, fixed seed, of a larger screen)
 IDATA_COMPOUNDS = 2000
@@ -58,8 +59,22 @@ class RunError(ValueError):
 
 
 def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
-    """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given)."""
-    return read_counts(screen, **{key: value for key, value in options.items() if value is not None})
+    """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given). A
+    folder of per-selection count files (``preset="delt"``) is read with :func:`delpyro.selections.read_delt`,
+    completed to every combination of its building blocks (the library its block tables define), and
+    ``selection_target`` picks its screen (needed when it holds several targets)."""
+    given = {key: value for key, value in options.items() if value is not None}
+    target = given.pop("selection_target", None)
+    if given.get("preset") != "delt":
+        if target is not None:
+            raise RunError("--selection-target picks a target of a folder of selections (--preset delt)")
+        return read_counts(screen, **given)
+    screens = read_delt(screen, complete=True)
+    if target is None and len(screens) == 1:
+        return next(iter(screens.values()))
+    if target not in screens:
+        raise RunError(f"{screen}: its selections hold the targets {sorted(screens)}; pick one with --selection-target")
+    return screens[target]
 
 
 #: the files of a run directory (the fingerprint cache beside them is kept when a run is replaced)

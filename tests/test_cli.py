@@ -187,3 +187,27 @@ def test_fit_help_runs_as_a_module() -> None:
     assert result.returncode == 0
     for option in ("--out", "--preset", "--target", "--config", "--likelihood", "--terms", "--val-fraction"):
         assert option in result.stdout
+
+
+def test_fit_reads_a_folder_of_selections(tmp_path, capsys) -> None:
+    """A per-selection folder (DELT layout) fits with --preset delt, completed to every combination of its
+    building blocks, and --selection-target picks one of several targets."""
+    import numpy as np
+
+    import delpyro
+
+    screen = delpyro.simulate_del(seed=2, n_per_cycle=(3, 3, 2))
+    screen.target_names = ["t1", "t2", "t3"]
+    screen.control_names = ["c1", "c2"]
+    other = screen.subset(np.arange(screen.n_compounds))
+    other.target_counts = np.random.default_rng(0).permutation(screen.target_counts)  # a second target, shuffled
+    other.target_names = ["u1", "u2", "u3"]
+    folder = delpyro.write_delt({"kinase": screen, "other": other}, tmp_path / "selections")
+    run = tmp_path / "run"
+    assert main(["fit", str(folder), "--preset", "delt", "--out", str(run), "--epochs", "1"]) == 2
+    assert "--selection-target" in capsys.readouterr().err
+    arguments = ["fit", str(folder), "--preset", "delt", "--selection-target", "kinase", "--out", str(run)]
+    assert main([*arguments, "--epochs", "1", "--batch-size", "16"]) == 0
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert len(predictions) == screen.n_compounds  # every combination of the blocks
+    assert main(["report", str(run)]) == 0
