@@ -256,7 +256,7 @@ def test_terms_are_chosen_from_the_data(pose_screen) -> None:
     every = ("fingerprint", "poses", "building_blocks", "compound")
     model = DELModel(small(terms=None), Encoding.fit(pose_screen, small(terms=None)))
     assert model.terms == every and model.latent_terms == ("building_blocks", "compound")
-    no_blocks = dataclasses.replace(no_poses, building_blocks=None)
+    no_blocks = dataclasses.replace(no_poses, building_blocks=None, building_block_smiles=None)
     assert Encoding.fit(no_blocks, small(terms=None)).terms == ("fingerprint", "compound")
     with pytest.raises(delpyro.DELDataError, match="poses"):
         Encoding.fit(no_poses, small(terms=("fingerprint", "poses")))
