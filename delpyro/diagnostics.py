@@ -188,6 +188,7 @@ def guide_diagnostic(
     num_particles: int = 200,
     max_compounds: int = 2000,
     seed: int = 0,
+    cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """How good the guide is as an importance sampler for the posterior: the Pareto k of the importance
     weights ``log p(x, z) - log q(z)`` (Yao et al. 2018, "Yes, but did it work?").
@@ -197,7 +198,7 @@ def guide_diagnostic(
     to the screen, as in training). Returns ``{"k": ..., "verdict": ..., "num_particles": ..., "n_compounds": ...}``:
     k < 0.5, the guide is close to the posterior; 0.5 to 0.7, usable for means but its intervals may be
     off; above 0.7, the guide is far from the posterior: check against :func:`delpyro.run_nuts` on a
-    subset, or use a richer guide.
+    subset, or use a richer guide. ``cache_dir``: where fingerprints are cached.
     """
     import arviz as az
 
@@ -205,10 +206,8 @@ def guide_diagnostic(
     rng = np.random.default_rng(seed)
     n = data.n_compounds
     index = np.sort(rng.choice(n, max_compounds, replace=False)) if n > max_compounds else np.arange(n)
-    arrays = model.encoding.encode(data)
-    batch = next(
-        iter(Minibatches({k: v[index] for k, v in arrays.items()}, len(index), shuffle=False, device=model.device))
-    )
+    arrays = model.encoding.encode(data.subset(index), cache_dir=cache_dir)  # only the compounds judged
+    batch = next(iter(Minibatches(arrays, len(index), shuffle=False, device=model.device)))
     batch[INDEX] = torch.as_tensor(index, device=model.device)
     batch[SCREEN_SIZE] = n
     log_weights = np.empty(num_particles)

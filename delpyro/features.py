@@ -52,6 +52,7 @@ from rdkit.Chem import Descriptors, rdFingerprintGenerator
 
 from delpyro.data import DELDataError
 from delpyro.files import replacing
+from delpyro.repair import has_inner_space
 
 __all__ = [
     "PARALLEL_THRESHOLD",
@@ -124,7 +125,7 @@ def _check_present(smiles: list) -> None:
 def _parse(text: str):
     """RDKit molecule for one SMILES, or None when it does not parse or has no atoms, or holds whitespace
     inside it (which RDKit takes for the start of a name, dropping the rest)."""
-    if any(ch.isspace() for ch in text.strip()):
+    if has_inner_space(text):
         return None
     mol = Chem.MolFromSmiles(text)
     if mol is None or mol.GetNumAtoms() == 0:

@@ -36,9 +36,9 @@ from delpyro.data import (
     table_kind,
 )
 from delpyro.library import complete
-from delpyro.repair import repair_smiles
+from delpyro.repair import has_inner_space, invalid_smiles, repair_smiles
 
-__all__ = ["LAYOUTS", "Layout", "invalid_smiles", "read_counts", "read_file"]
+__all__ = ["LAYOUTS", "Layout", "read_counts", "read_file"]
 
 
 @dataclass(frozen=True)
@@ -153,23 +153,6 @@ def _check_column_names(columns: list[str], source: Any) -> None:
             f"{where}: columns {repeated} appear more than once in the header; give each column its own name "
             "(pandas would read the second one as a renamed copy)"
         )
-
-
-def invalid_smiles(smiles: Sequence[str]) -> np.ndarray:
-    """Positions of entries RDKit cannot parse: missing and empty strings, and SMILES with whitespace inside
-    them (RDKit reads ``"CC O"`` as ethane named ``O``: the rest would be lost without a word)."""
-    from rdkit import Chem, rdBase
-
-    bad = []
-    with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized in our error
-        for i, s in enumerate(smiles):
-            if not isinstance(s, str) or not s.strip() or _has_inner_space(s) or Chem.MolFromSmiles(s) is None:
-                bad.append(i)
-    return np.asarray(bad, dtype=np.int64)
-
-
-def _has_inner_space(text: str) -> bool:
-    return any(ch.isspace() for ch in text.strip())
 
 
 def read_counts(
@@ -367,7 +350,7 @@ def read_counts(
     if bad_smiles.size:
         shown = smiles_values[bad_smiles].tolist()
         if on_invalid_smiles != "drop":
-            spaced = [s for s in shown if isinstance(s, str) and _has_inner_space(s)]
+            spaced = [s for s in shown if isinstance(s, str) and has_inner_space(s)]
             hint = f"; {len(spaced)} hold whitespace inside the SMILES" if spaced else ""
             if on_invalid_smiles == "repair":
                 hint += ", and repair fixes only a charged atom written without its charge"

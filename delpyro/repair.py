@@ -42,7 +42,7 @@ import numpy as np
 
 from delpyro.data import rows_text
 
-__all__ = ["RULES", "Repair", "repair_smiles"]
+__all__ = ["RULES", "Repair", "has_inner_space", "invalid_smiles", "repair_smiles"]
 
 #: (element, bonds including hydrogens) -> the formal charge that makes the atom valid. Sulfonium (S, 3) and
 #: phosphonium (P, 4) are not here: RDKit does not refuse them (see the module's text).
@@ -98,7 +98,7 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
     >>> result.smiles.tolist(), result.repaired.tolist(), result.unfixable.tolist()
     (['CCO', 'C[N+](C)(C)CC(=O)O', 'C1CC'], [1], [2])
     """
-    from rdkit import Chem, rdBase
+    from rdkit import rdBase
 
     values = np.empty(len(smiles), dtype=object)
     values[:] = list(smiles)
@@ -107,18 +107,15 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
     unfixable: list[int] = []
     charged: Counter[str] = Counter()
     with rdBase.BlockLogs():
-        for i, text in enumerate(values):
-            if not isinstance(text, str) or not text.strip() or _has_inner_space(text):
-                unfixable.append(i)
-                continue
-            if Chem.MolFromSmiles(text) is not None:
-                continue
-            result = _repair_one(text.strip())
+        for i in invalid_smiles(values):
+            text = values[i]
+            missing = not isinstance(text, str) or not text.strip() or has_inner_space(text)
+            result = None if missing else _repair_one(text.strip())
             if result is None:
-                unfixable.append(i)
+                unfixable.append(int(i))
                 continue
             fixed[i], labels = result
-            repaired.append(i)
+            repaired.append(int(i))
             charged.update(labels)
     return Repair(
         smiles=fixed,
@@ -129,7 +126,21 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
     )
 
 
-def _has_inner_space(text: str) -> bool:
+def invalid_smiles(smiles: Sequence[Any]) -> np.ndarray:
+    """Positions of entries RDKit cannot parse: missing and empty strings, and SMILES with whitespace inside
+    them (RDKit reads ``"CC O"`` as ethane named ``O``: the rest would be lost without a word)."""
+    from rdkit import Chem, rdBase
+
+    bad = []
+    with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized by the caller
+        for i, s in enumerate(smiles):
+            if not isinstance(s, str) or not s.strip() or has_inner_space(s) or Chem.MolFromSmiles(s) is None:
+                bad.append(i)
+    return np.asarray(bad, dtype=np.int64)
+
+
+def has_inner_space(text: str) -> bool:
+    """Whether a SMILES holds whitespace inside it (not at its ends), which RDKit takes for a name."""
     return any(ch.isspace() for ch in text.strip())
 
 

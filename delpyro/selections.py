@@ -52,9 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from delpyro.data import DELData, DELDataError, as_counts, compression, rows_text, table_kind
+from delpyro.data import DELData, DELDataError, as_counts, compression, is_missing_string, rows_text, table_kind
 from delpyro.files import replacing
-from delpyro.reading import invalid_smiles, read_counts, read_file
+from delpyro.reading import read_counts, read_file
+from delpyro.repair import invalid_smiles
 
 __all__ = [
     "BLOCK_TABLE",
@@ -103,10 +104,7 @@ def _strings(frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for column in frame.columns:
         values = frame[column].to_numpy(dtype=object)
-        out[str(column)] = [
-            "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-            for v in values
-        ]
+        out[str(column)] = ["" if is_missing_string(v) else str(v).strip() for v in values]
     return pd.DataFrame(out, columns=[str(c) for c in frame.columns], dtype=object)
 
 
