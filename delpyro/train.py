@@ -10,7 +10,8 @@ Everything else is a callback, called in this order:
 4. :class:`Checkpoint`: writes the result after every epoch, after early stopping, so the file holds
    what ``fit`` returns (the best epoch's parameters, and ``stopped_early``).
 
-A callback whose ``stop_requested`` is true after a step (the display's Stop button) ends training there.
+A callback whose ``stop_requested`` is true (the display's Stop button) ends training after the step under
+way, or, when it asks during an epoch's end, after that epoch; ``result.stopped_by_user`` records it.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ __all__ = ["Callback", "CallbackError", "Checkpoint", "EarlyStopping", "MovingAv
 class Callback:
     """A part of the training loop: hooks called after each step, after each epoch, and at the end."""
 
-    #: set to end training after the current step
+    #: set to end training after the current step (a person's request: ``result.stopped_by_user``)
     stop_requested = False
+    #: set after an epoch to end training there (the callback's own decision, as early stopping's)
+    finished = False
 
     def on_start(self, result: FitResult) -> None:
         """Before the first step (of a fresh or a resumed run)."""
@@ -51,7 +54,7 @@ class Callback:
         """After a step; ``info``: step, epoch, loss, compounds in the batch, epochs, steps_per_epoch."""
 
     def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
-        """After an epoch (its history row already recorded); may set ``stop_requested``."""
+        """After an epoch (its history row already recorded)."""
 
     def on_end(self, result: FitResult) -> None:
         """When training has ended (not after an error)."""
@@ -88,8 +91,7 @@ class EarlyStopping(Callback):
         self.without_improvement += 1
         if self.without_improvement >= self.patience:
             _restore(result, self.best)
-            result.stopped_early = True
-            self.stop_requested = True
+            result.stopped_early = self.finished = True
 
 
 class Checkpoint(Callback):
@@ -304,7 +306,9 @@ def fit(
                 result.best_val_loss = min(result.best_val_loss, val_loss)
             for callback in loop:
                 callback.on_epoch(result, row)
-            if interrupted or any(callback.stop_requested for callback in loop):
+            if any(callback.stop_requested for callback in loop):  # asked while the epoch was closed
+                result.stopped_by_user = True
+            if interrupted or result.stopped_by_user or any(callback.finished for callback in loop):
                 break
     finally:
         display.on_end(result)

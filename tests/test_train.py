@@ -160,3 +160,20 @@ def test_resume_equals_training_straight_through(pose_parts, tmp_path) -> None:
     a, b = params_of(straight), params_of(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(straight.ema.shadow[k], resumed.ema.shadow[k]) for k in straight.ema.shadow)
+
+
+def test_a_stop_asked_while_an_epoch_closes_ends_training_after_that_epoch(pose_parts) -> None:
+    """The display reads a Stop click when it redraws, which can be at an epoch's end: training ends there,
+    and the result says a person stopped it."""
+    train, _, _ = pose_parts
+
+    class StopAtEpochTwo:
+        stop_requested = False
+
+        def __call__(self, event: str, info: dict) -> None:
+            if event == "epoch" and info["epoch"] == 2:
+                self.stop_requested = True
+
+    result = fit(train, None, small(epochs=5), progress="none", callbacks=[StopAtEpochTwo()])
+    assert result.epoch == 2 and result.stopped_by_user and not result.stopped_early
+    assert result.step == 2 * math.ceil(train.n_compounds / SMALL["batch_size"])
