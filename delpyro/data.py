@@ -27,7 +27,16 @@ import pandas as pd
 
 from delpyro.files import replacing
 
-__all__ = ["COMPRESSIONS", "DELData", "DELDataError", "compression", "rows_text", "sidecar_paths", "table_kind"]
+__all__ = [
+    "COMPRESSIONS",
+    "DELData",
+    "DELDataError",
+    "compression",
+    "rows_text",
+    "separator",
+    "sidecar_paths",
+    "table_kind",
+]
 
 _MAX_LISTED_ROWS = 10
 
@@ -259,7 +268,7 @@ class DELData:
             if kind == "parquet":
                 frame.to_parquet(table, index=False)
             else:
-                frame.to_csv(table, index=False, sep="\t" if kind == "tsv" else ",", compression=compression(path))
+                frame.to_csv(table, index=False, sep=separator(kind), compression=compression(path))
             if self.poses is not None:
                 with open(files.enter_context(replacing(poses_path)), "wb") as handle:
                     np.save(handle, np.asarray(self.poses))
@@ -594,6 +603,11 @@ def table_kind(path: Path) -> str:
     if last in (".csv", ".txt"):
         return "csv"
     raise DELDataError(f"{path}: unknown table format {last or '(no suffix)'!r}; expected .csv, .tsv or .parquet")
+
+
+def separator(kind: str) -> str:
+    """The field separator of a text table of ``kind`` (:func:`table_kind`): a tab for "tsv", else a comma."""
+    return "\t" if kind == "tsv" else ","
 
 
 def sidecar_paths(path: Path) -> tuple[Path, Path]:

@@ -337,17 +337,17 @@ class DELModel(nn.Module):
             if "matrix" in self.arms:
                 prior = dist.HalfNormal(config.compound_prior_scale)
                 sites[COMPOUND_MATRIX_SCALE] = pyro.sample(COMPOUND_MATRIX_SCALE, prior)
-            prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
+            effect_prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
             _, screened = screened_positions(batch)
             screened_value = new_value = None
             if bool(screened.any()):
                 with self.screened_plate(batch):
-                    screened_value = pyro.sample(COMPOUND_EFFECT, prior)
+                    screened_value = pyro.sample(COMPOUND_EFFECT, effect_prior)
             if not bool(screened.all()):
                 # integrated over: its density is not part of the joint, so a held-out loss is
                 # -E_prior[log p(reads | z)], not that plus a log density of z
                 with pyro.plate(NEW_COMPOUND_PLATE, int((~screened).sum()), dim=-1), poutine.mask(mask=False):
-                    new_value = pyro.sample(NEW_COMPOUND_EFFECT, prior)
+                    new_value = pyro.sample(NEW_COMPOUND_EFFECT, effect_prior)
             compound_z = effects_in_batch_order(screened_value, new_value, batch, self.encoding.n_screened)
 
         # ---- the batch's compounds: enrichments, then the reads of every replicate
@@ -397,8 +397,7 @@ class DELModel(nn.Module):
                     no_read = self._log_no_read(count_distributions(base_target, base_matrix))
                     log_listed = log1mexp(no_read)
                 else:
-                    prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
-                    draws = prior.rsample((LISTED_DRAWS, base_target.shape[-1]))  # [draws, batch, n_arms]
+                    draws = effect_prior.rsample((LISTED_DRAWS, base_target.shape[-1]))  # [draws, batch, n_arms]
                     parts = compound_parts(draws, sites[COMPOUND_SCALE], "matrix" in self.arms)
                     matrix = None if base_matrix is None else base_matrix + parts["matrix"]
                     no_read = self._log_no_read(count_distributions(base_target + parts["target"], matrix))

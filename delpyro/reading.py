@@ -32,13 +32,14 @@ from delpyro.data import (
     check_unique,
     is_missing_string,
     rows_text,
+    separator,
     sidecar_paths,
     table_kind,
 )
 from delpyro.library import complete
 from delpyro.repair import has_inner_space, invalid_smiles, repair_smiles
 
-__all__ = ["LAYOUTS", "Layout", "read_counts", "read_file"]
+__all__ = ["LAYOUTS", "Layout", "read_counts", "read_file", "read_header"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,17 @@ def read_file(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.Dat
     except (ValueError, OSError, pyarrow.ArrowException) as err:
         hint = "; is it really a parquet file?" if kind == "parquet" else ""
         raise DELDataError(f"{path}: cannot be read as a {kind} table ({type(err).__name__}: {err}){hint}") from None
+
+
+def read_header(path: Path, kind: str) -> list[str]:
+    """The column names of a table file of ``kind`` as written (a repeated name stays repeated, so that
+    it can be refused), read from its header alone: the first line, or a parquet file's schema."""
+    if kind == "parquet":
+        import pyarrow.parquet
+
+        return [str(c) for c in read_file(path, kind, lambda: pyarrow.parquet.read_schema(path)).names]
+    header = read_file(path, kind, lambda: pd.read_csv(path, sep=separator(kind), header=None, nrows=1, dtype=str))
+    return [str(c) for c in header.iloc[0]] if len(header) else []
 
 
 def _check_column_names(columns: list[str], source: Any) -> None:
@@ -254,9 +266,7 @@ def read_counts(
             table = read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str)
             columns = list(table.columns)
         else:
-            sep = "\t" if kind == "tsv" else ","
-            header = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
-            columns = [str(c) for c in header.iloc[0]] if len(header) else []
+            columns = read_header(path, kind)
     _check_column_names(columns, source)
 
     def resolve(patterns: Any, role: str, key: str) -> list[str]:
@@ -288,7 +298,9 @@ def read_counts(
         table = read_file(
             path,
             kind,
-            lambda: pd.read_csv(path, sep=sep, dtype=strings, keep_default_na=False, na_values=[""], **exact),
+            lambda: pd.read_csv(
+                path, sep=separator(kind), dtype=strings, keep_default_na=False, na_values=[""], **exact
+            ),
         )
     n_rows = len(table)
     if n_rows == 0:
@@ -483,22 +495,18 @@ def _read_library(source: str | Path | pd.DataFrame, columns: list[str]) -> tupl
     kind = table_kind(path)
     if kind == "parquet":
         return read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str), str(path)
-    sep = "\t" if kind == "tsv" else ","
-    header = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str))
-    names = [str(c) for c in header.iloc[0]] if len(header) else []
+    names = read_header(path, kind)
     _check_column_names(names, path)
     wanted = [c for c in columns if c in names]
-    table = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, keep_default_na=False))
+    table = read_file(
+        path, kind, lambda: pd.read_csv(path, sep=separator(kind), usecols=wanted, dtype=str, keep_default_na=False)
+    )
     return table, str(path)
 
 
 def _release_arrow_memory() -> None:
     """Give pyarrow's pooled memory back to the system: after a parquet read its allocator holds on to
     the freed buffers, about as much again as the table (hundreds of MB for a million compounds)."""
-    try:
-        import pyarrow
-    except ImportError:
-        return
     pyarrow.default_memory_pool().release_unused()
 
 

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 from delpyro import files, metrics, plots
 from delpyro.baselines import naive_enrichment
-from delpyro.data import DELData
+from delpyro.data import DELData, separator, table_kind
 from delpyro.diagnostics import guide_diagnostic
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import read_counts
@@ -377,7 +377,7 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    kind = table_kind(path)
+    if kind == "parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else ",")
+    return pd.read_csv(path, sep=separator(kind))

@@ -52,9 +52,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from delpyro.data import DELData, DELDataError, as_counts, compression, is_missing_string, rows_text, table_kind
+from delpyro.data import (
+    DELData,
+    DELDataError,
+    as_counts,
+    compression,
+    is_missing_string,
+    rows_text,
+    separator,
+    table_kind,
+)
 from delpyro.files import replacing
-from delpyro.reading import read_counts, read_file
+from delpyro.reading import read_counts, read_file, read_header
 from delpyro.repair import invalid_smiles
 
 __all__ = [
@@ -116,11 +125,12 @@ def _read_text_table(path: Path) -> pd.DataFrame:
     if kind == "parquet":
         frame = read_file(path, kind, lambda: pd.read_parquet(path))
     else:
-        sep = "\t" if kind == "tsv" else ","
         frame = read_file(
             path,
             kind,
-            lambda: pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, compression=compression(path)),
+            lambda: pd.read_csv(
+                path, sep=separator(kind), dtype=str, keep_default_na=False, compression=compression(path)
+            ),
         )
     return _strings(frame)
 
@@ -330,14 +340,7 @@ def _columns_of(table: str | Path | pd.DataFrame) -> tuple[list[str], str]:
     path = Path(table)
     if not path.is_file():
         raise DELDataError(f"{path}: no such file")
-    kind = table_kind(path)
-    if kind == "parquet":
-        import pyarrow.parquet
-
-        return list(read_file(path, kind, lambda: pyarrow.parquet.read_schema(path)).names), str(path)
-    sep = "\t" if kind == "tsv" else ","
-    header = read_file(path, kind, lambda: pd.read_csv(path, sep=sep, nrows=0, compression=compression(path)))
-    return [str(c) for c in header.columns], str(path)
+    return read_header(path, table_kind(path)), str(path)
 
 
 def read_selections(
