@@ -10,6 +10,8 @@ move once an epoch whatever the batch.
 
     python bench/batch_size.py             # 27,000 compounds, seeds 0-2, batches 256-4096 (about 8 minutes)
     python bench/batch_size.py --quick     # 3,375 compounds, one seed, two batch sizes
+    python bench/batch_size.py --n-per-cycle 15 15 15 --batches 128 256 512 1024   # another screen size
+    python bench/batch_size.py --batches 0 256     # 0: the default, a batch that grows with the screen
 
 Prints ``name: value`` lines (``seed{s}_batch{b}_...``), then the means over seeds as a table.
 """
@@ -40,12 +42,12 @@ def coverage(prediction: pd.DataFrame, truth: np.ndarray) -> tuple[float, float]
     return float(table["coverage"].iloc[0]), float(table["coverage"].iloc[1])
 
 
-def measure(seed: int, n_per_cycle: tuple[int, int, int], batch: int, epochs: int, cache: str) -> dict[str, float]:
+def measure(seed: int, n_per_cycle: tuple[int, ...], batch: int, epochs: int, cache: str) -> dict[str, float]:
     data = delpyro.simulate_del(seed=seed, n_per_cycle=n_per_cycle)
     row: dict[str, float] = {}
     for how in ("random", "building_block"):
         train, _, test = split(data, how, (0.8, 0.0, 0.2), seed=seed)
-        config = ModelConfig(batch_size=batch, epochs=epochs)
+        config = ModelConfig(batch_size=batch or None, epochs=epochs)
         started = time.perf_counter()
         result = fit(train, None, config, seed=seed, progress="none", cache_dir=cache)
         seconds = time.perf_counter() - started
@@ -65,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="*", default=None, help="simulation and fit seeds (default 0 1 2)")
     parser.add_argument("--batches", type=int, nargs="*", default=None, help="batch sizes (default 256 1024 2048 4096)")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--n-per-cycle", type=int, nargs="+", default=None, help="blocks per cycle (default 30 30 30)")
     parser.add_argument("--cache", default=str(Path(__file__).resolve().parent.parent / "runs" / "bench" / "cache"))
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    n_per_cycle = (15, 15, 15) if args.quick else (30, 30, 30)
+    n_per_cycle = tuple(args.n_per_cycle or ((15, 15, 15) if args.quick else (30, 30, 30)))
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     batches = args.batches or ([256, 1024] if args.quick else [256, 1024, 2048, 4096])
     epochs = 3 if args.quick else args.epochs

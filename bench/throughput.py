@@ -38,6 +38,7 @@ from _common import check_device, line, machine_lines
 
 import delpyro
 from delpyro import DELModel, Encoding, Minibatches, ModelConfig
+from delpyro.config import batch_size_for
 from delpyro.keys import (
     BLOCK_CODES,
     CONTROL_COUNTS,
@@ -177,15 +178,16 @@ def delpyro_epochs(screen: delpyro.DELData, config: ModelConfig, epochs: int, de
 
 
 def run(name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, device: torch.device) -> float:
+    batch_size = config.batch_size or batch_size_for(screen.n_compounds)  # the default grows with the screen
     line(f"{name}_compounds", screen.n_compounds)
-    line(f"{name}_batch_size", config.batch_size)
+    line(f"{name}_batch_size", batch_size)
     ours = delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
     encoding = Encoding.fit(screen, config)
     model = DELModel(config, encoding)
     arrays = encoding.encode(screen)
-    theirs = bound_epochs(model, arrays, config.batch_size, epochs + 1, device)[1:]
+    theirs = bound_epochs(model, arrays, batch_size, epochs + 1, device)[1:]
     ours_s, bound_s = statistics.median(ours), statistics.median(theirs)
-    steps = math.ceil(screen.n_compounds / config.batch_size)
+    steps = math.ceil(screen.n_compounds / batch_size)
     line(f"{name}_delpyro_epoch_s", ours_s)
     line(f"{name}_delpyro_compounds_per_s", screen.n_compounds / ours_s)
     line(f"{name}_delpyro_ms_per_step", 1000 * ours_s / steps)

@@ -5,7 +5,7 @@ half-written file in place of a good one). It starts with a text header, then ho
 dict of plain values and tensors::
 
     delpyro checkpoint
-    format 3
+    format 4
     sha256 <the SHA-256 of everything after the header>
     <torch.save of the state>
 
@@ -29,9 +29,10 @@ key                what it holds
 ``stopped_by_user``: where training stands
 =================  =================================================================================
 
-:func:`read` gives that dict for the current format and for format 2 (a bare ``torch.save`` of the
-settings, encoding and parameter names used then, read with ``weights_only=True`` allowing only Pyro's
-constraint classes and numpy arrays), and refuses anything else with a message saying why.
+:func:`read` gives that dict for the current format, for format 3 and for format 2 (a bare
+``torch.save`` of the settings, encoding and parameter names used then, read with ``weights_only=True``
+allowing only Pyro's constraint classes and numpy arrays) of a model without disynthon families, and
+refuses anything else with a message saying why.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ from delpyro.files import write_bytes
 
 __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 
+#: 4: disynthon (pair) effects as a local site, ``bb_pair_z``, not centred, with each pair's training
+#: compounds in the encoding (``pair_counts``); formats 2 and 3 centred them within ``bb_z``.
 #: 3: a checksummed header, then a weights-only state: the model's screen constants in an ``encoding``
 #: (format 2 had a ``spec``), its networks under ``networks.`` with residual layers under
 #: ``encoder.residual.``, point estimates named without ``observation.``, ``n_layers`` and
 #: ``gates="latent"``, no constraints, random states as tensors and lists.
 #: 2: building-block effects as two sample sites. 1: two sites per family.
-FORMAT = 3
+FORMAT = 4
 _MAGIC = b"delpyro checkpoint\n"
 
 
@@ -86,14 +89,16 @@ def read(path: str | Path) -> dict[str, Any]:
     found = state.get("format") if isinstance(state, dict) else None
     if found == FORMAT and data.startswith(_MAGIC):
         return state
+    if found == 3 and data.startswith(_MAGIC):
+        return _from_format_3(path, state)
     if found == 2:
-        return _from_format_2(state)
+        return _from_format_3(path, _from_format_2(state))
     if found == 1:
         raise ValueError(
             f"{path}: a checkpoint of format 1, written before building-block effects became two sample "
             f"sites (format 2); its guide parameters do not fit this model: fit again"
         )
-    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 2)")
+    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 3, or 2)")
 
 
 def _checked_payload(path: Path, data: bytes) -> bytes:
@@ -158,8 +163,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))  # noqa: NPY002
 
 
+def _from_format_3(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """A format-3 checkpoint in the current format: the same, with no pair counts, when its model has no
+    disynthon families. One with them is refused: its guide held the pairs' effects centred within
+    ``bb_z``, which this model does not, so its parameters do not carry over."""
+    encoding = state["encoding"]
+    if encoding.get("pair_keys"):
+        raise ValueError(
+            f"{path}: a checkpoint of format {state['format']} of a model with disynthon families, written "
+            f"before pair effects became a local site (format {FORMAT}); its guide parameters do not fit this "
+            "model: fit again (models without disynthon families, bb_pairs=False, still load)"
+        )
+    return {**state, "format": FORMAT, "encoding": {**encoding, "pair_counts": {}}}
+
+
 def _from_format_2(state: dict[str, Any]) -> dict[str, Any]:
-    """A format-2 checkpoint in the current format. Format 2 named the residual layers' counts
+    """A format-2 checkpoint in format 3. Format 2 named the residual layers' counts
     ``n_blocks`` and ``n_post_blocks``, latent gates ``"global"``, kept the screen's constants in a
     ``spec`` (without the fingerprint settings and terms, which came from the config), the networks
     under ``terms.`` (residual layers under ``encoder.blocks.``) with the depth offsets as buffers, and
@@ -195,7 +214,7 @@ def _from_format_2(state: dict[str, Any]) -> dict[str, Any]:
     converted = {key: value for key, value in state.items() if key not in ("spec", "constraints")}
     rng = state["rng"]
     converted.update(
-        format=FORMAT,
+        format=3,
         config=config,
         encoding=encoding,
         model_state=model_state,

@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 
 from delpyro import plots
 from delpyro.baselines import naive_enrichment
-from delpyro.config import FEATURES, OBSERVED_ONLY, PRESETS, TERMS, ModelConfig
+from delpyro.config import FEATURES, OBSERVED_ONLY, PRESETS, TERMS, ModelConfig, batch_size_for
 from delpyro.data import DELData, DELDataError
 from delpyro.distributions import LIKELIHOODS
 from delpyro.posterior import truth_on_model_scale
@@ -91,7 +91,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     train, val, test = split(again, "random", (0.8, 0.1, 0.1), seed=args.seed)
     config = ModelConfig.preset("default", epochs=args.epochs)
-    print(f"\nfitting the default model ({', '.join(f'{k}={getattr(config, k)}' for k in _SHOWN)})")
+    print(f"\nfitting the default model ({_settings_line(config, train.n_compounds)})")
     print(f"on {train.n_compounds:,} training and {val.n_compounds:,} validation compounds")
     started = time.perf_counter()
     result = fit(
@@ -129,6 +129,14 @@ _DEMO_FIGURES = ("training_curves", "predicted_vs_true", "top_compounds")
 
 
 _SHOWN = ("likelihood", "combine", "gates", "hidden_size", "epochs", "batch_size", "lr")
+
+
+def _settings_line(config: ModelConfig, n_train: int) -> str:
+    """The settings a run shows, the batch size as it will be (the default grows with the screen)."""
+    shown = {name: getattr(config, name) for name in _SHOWN}
+    if config.batch_size is None:
+        shown["batch_size"] = f"{batch_size_for(n_train)} (for {n_train:,} compounds)"
+    return ", ".join(f"{name}={value}" for name, value in shown.items())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -191,7 +199,7 @@ def _fit(args: argparse.Namespace) -> int:
         f"split (seed {args.seed}): {train.n_compounds:,} training, {val.n_compounds:,} validation, "
         f"{test.n_compounds:,} test"
     )
-    print(f"fitting the {config.name!r} model ({', '.join(f'{k}={getattr(config, k)}' for k in _SHOWN)})")
+    print(f"fitting the {config.name!r} model ({_settings_line(config, train.n_compounds)})")
     cache = str(out / "cache")
     started = time.perf_counter()
     result = fit(
@@ -218,9 +226,14 @@ def _fit(args: argparse.Namespace) -> int:
             "n_validation": val.n_compounds,
             "n_test": test.n_compounds,
         },
-        "fit": {"seed": args.seed, "epochs": config.epochs, "batch_size": config.batch_size},
+        "fit": {
+            "seed": args.seed,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size or batch_size_for(train.n_compounds),
+        },
     }
-    report = write_run(out, result, data, train, val, test, settings)
+    print("writing the run directory:")
+    report = write_run(out, result, data, train, val, test, settings, progress=True)
     print(f"wrote {out}: predictions.csv, history.csv, checkpoint.pt, idata.nc, figures/, settings.json, {report.name}")
     return 0
 

@@ -25,6 +25,8 @@ from delpyro.distributions import LIKELIHOODS
 from delpyro.nets import ACTIVATIONS, POOLINGS
 
 __all__ = [
+    "BATCH_SIZE_BOUNDS",
+    "BB_PAIRS",
     "COMBINES",
     "CONCENTRATIONS",
     "FEATURES",
@@ -33,9 +35,12 @@ __all__ = [
     "LOSSES",
     "MATRIX_SHIFTS",
     "OBSERVED_ONLY",
+    "PAIR_MIN_COMPOUNDS",
     "PRESETS",
+    "STEPS_PER_EPOCH",
     "TERMS",
     "ModelConfig",
+    "batch_size_for",
     "check_choice",
     "resolve_terms",
 ]
@@ -49,6 +54,24 @@ OBSERVED_ONLY = ("none", "target", "any")
 FEATURES = ("products", "building_blocks")
 GUIDES = ("auto_normal", "auto_lowrank", "auto_delta")
 LOSSES = ("trace_elbo", "meanfield")
+BB_PAIRS = (True, False, "auto")
+#: ``bb_pairs="auto"`` keeps a pair of cycles whose observed pairs of blocks hold at least this many training
+#: compounds each on average.
+PAIR_MIN_COMPOUNDS = 2
+
+
+#: The default batch (``batch_size=None``) gives about this many steps an epoch, within these bounds.
+STEPS_PER_EPOCH = 16
+BATCH_SIZE_BOUNDS = (256, 8192)
+
+
+def batch_size_for(n_compounds: int) -> int:
+    """The default batch size for a training screen of ``n_compounds``: the power of two nearest
+    n / ``STEPS_PER_EPOCH``, within ``BATCH_SIZE_BOUNDS``."""
+    low, high = BATCH_SIZE_BOUNDS
+    if n_compounds <= 0:
+        return low
+    return int(min(high, max(low, 2 ** round(math.log2(n_compounds / STEPS_PER_EPOCH)))))
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -69,8 +92,13 @@ class ModelConfig:
     terms: tuple[str, ...] | None = None
     #: Prior scale (HalfNormal) of the building-block family scales.
     bb_prior_scale: float = 1.0
-    #: Whether the building-block term has disynthon families (one per pair of cycles) besides the blocks.
-    bb_pairs: bool = True
+    #: Disynthon families (one per pair of cycles) besides the blocks: True | False | "auto", which keeps a
+    #: pair of cycles when its pairs of blocks hold at least ``PAIR_MIN_COMPOUNDS`` (2) training compounds
+    #: each on average. In a two-cycle library a disynthon is a compound: its pair effect would be a
+    #: second per-compound effect, which the "compound" term already is (the data cannot tell the two
+    #: apart; the pair family would only add a slot per compound to fit), so "auto" leaves it out. In a
+    #: three-cycle library a pair pools the compounds that share it, across the third cycle.
+    bb_pairs: bool | str = "auto"
     #: Prior scale (HalfNormal) of the per-compound effects' scales.
     compound_prior_scale: float = 1.0
     #: What the fingerprint network reads: "products" (each compound's Morgan fingerprint) |
@@ -143,16 +171,23 @@ class ModelConfig:
     #: The learning rate is multiplied by lr_decay over lr_decay_steps steps (geometrically, every step).
     lr_decay: float = 1.0
     lr_decay_steps: int = 1000
-    #: Learning rate of the per-compound guide parameters (the "compound" term), which move only once an
-    #: epoch; None: lr.
+    #: Learning rate of the local sites' guide parameters (the "compound" term's per-compound effects and
+    #: the disynthon pairs), which move only when their batch holds them (a compound: once an epoch);
+    #: None: lr.
     local_lr: float | None = 0.05
-    #: Initial scale of the guide's per-compound effects (the "compound" term).
+    #: Initial scale of the guide's per-compound effects (the "compound" term) and seen pairs of blocks.
     local_init_scale: float = 0.3
     #: Learning rate of the guide's other parameters (the latent globals: building-block effects, scales,
     #: gates, concentrations); None: lr.
     guide_lr: float | None = 0.05
-    #: Compounds per training step and passes over the training screen.
-    batch_size: int = 256
+    #: Compounds per training step; None: a batch that grows with the training screen, about
+    #: ``STEPS_PER_EPOCH`` (16) steps an epoch, a power of two from 256 to 8,192 (:func:`batch_size_for`:
+    #: 256 below 5,800 compounds, 2,048 for 27,000, 8,192 from 93,000). A step's cost has a fixed part
+    #: (the Pyro sites, the optimizer and moving average over every parameter) that a larger batch spreads
+    #: over more compounds; the network, a point estimate, takes fewer steps an epoch and fits less of the
+    #: compounds' noise. See bench/README.md (batch_size.py) for the measurements behind it.
+    batch_size: int | None = None
+    #: Passes over the training screen.
     epochs: int = 20
     #: Decay of the exponential moving average of the parameters used for evaluation and prediction
     #: (None: no averaging). Early steps use min(decay, (1 + step) / (10 + step)).
@@ -190,6 +225,7 @@ class ModelConfig:
             ("loss", LOSSES),
         ):
             check_choice(name, getattr(self, name), choices)
+        check_choice("bb_pairs", self.bb_pairs, BB_PAIRS)
         if self.gates == "per_compound" and self.terms is not None and "fingerprint" not in self.terms:
             raise ValueError("gates='per_compound' needs the 'fingerprint' term, whose network gives the gates")
         for name in ("control_gate", "target_gate"):
@@ -211,8 +247,10 @@ class ModelConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.ema_decay is not None:
             _check_number("ema_decay", self.ema_decay, lambda v: 0 < v < 1, "in (0, 1) or None")
-        for name, least in (("hidden_size", 1), ("batch_size", 1), ("lr_decay_steps", 1), ("fingerprint_bits", 8)):
+        for name, least in (("hidden_size", 1), ("lr_decay_steps", 1), ("fingerprint_bits", 8)):
             _check_integer(name, getattr(self, name), least)
+        if self.batch_size is not None:
+            _check_integer("batch_size", self.batch_size, 1)
         _check_integer("epochs", self.epochs, 1)
         for name in ("n_layers", "n_post_layers", "fingerprint_radius"):
             _check_integer(name, getattr(self, name), 0)

@@ -23,6 +23,8 @@ from delpyro.data import DELData, DELDataError
 from delpyro.keys import INDEX, SCREEN_SIZE
 from delpyro.model import (
     BB_EFFECTS,
+    BB_PAIR_EFFECTS,
+    BB_PAIR_Z,
     BB_SCALE,
     BB_Z,
     COMPOUND_EFFECT_ON,
@@ -151,6 +153,9 @@ def _posterior_globals(
     for chain, draw, _, values in draws:
         if model.building_blocks is not None:
             values = {**values, BB_EFFECTS: model.building_blocks.effects(values[BB_SCALE], values[BB_Z])}
+            if BB_PAIR_Z in values:
+                pair_effects = model.building_blocks.pair_effects(values[BB_SCALE], values[BB_PAIR_Z])
+                values[BB_PAIR_EFFECTS] = pair_effects
         for name, value in values.items():
             array = posterior.setdefault(name, np.empty((n_chains, n_draws, *value.shape), np.float32))
             array[chain, draw] = value.cpu().numpy()

@@ -1,8 +1,8 @@
 """The arithmetic of the latent effects: plain torch, no Pyro (their sample sites are in model.py).
 
 - :class:`BuildingBlockEffects`: building-block and disynthon effects from their scales and standard
-  normals (centred, non-centred form), a compound's sum of its families' effects, and the split of
-  values by arm and family under the names users see.
+  normals (non-centred form; the blocks of a cycle centred), a compound's sum of its families' effects,
+  and the split of values by arm and family under the names users see.
 - :func:`compound_prior`, :func:`compound_parts`: the per-compound effects' prior and their parts on
   the two arms.
 - :func:`screened_positions`, :func:`effects_in_batch_order`: where a batch's compounds sit in the
@@ -32,101 +32,117 @@ __all__ = [
 ]
 
 
-def family_effects(
-    scale: torch.Tensor, z: torch.Tensor, rows: torch.Tensor | None = None, columns: torch.Tensor | None = None
-) -> torch.Tensor:
+def family_effects(scale: torch.Tensor, z: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """Effects of one building-block family from its scale ``[...]`` and standard normals ``[..., n + 1]``
-    (the last slot is the unseen block): the seen blocks' normals are centred, then all are scaled.
-
-    For a pair family, ``rows`` and ``columns`` (int64 ``[n]``) give each observed pair's block in either
-    cycle, and the normals are centred within every row and then every column: a pair effect is then an
-    interaction only, and cannot take over its blocks' own effects.
+    (the last slot is the unseen block). A cycle's family is ``centred``: its seen blocks' normals less
+    their mean, so its effects sum to zero and the level stays with the network or intercept. A pair
+    family is not (``centred=False``): its effects are the scale times the normals (see :mod:`delpyro.model`).
     """
+    if not centred:
+        return scale.unsqueeze(-1) * z
     seen = z[..., :-1]
-    if rows is None:
-        seen = seen - seen.mean(dim=-1, keepdim=True)
-    else:
-        for groups in (rows, columns):
-            seen = seen - _group_means(seen, groups)
+    seen = seen - seen.mean(dim=-1, keepdim=True)
     return scale.unsqueeze(-1) * torch.cat([seen, z[..., -1:]], dim=-1)
 
 
-def _group_means(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Each element replaced by the mean of its group along the last dim (groups: int64 ``[n]``)."""
-    n_groups = int(groups.max()) + 1 if groups.numel() else 0
-    sums = values.new_zeros(*values.shape[:-1], n_groups).index_add(-1, groups, values)
-    counts = torch.bincount(groups, minlength=n_groups).to(values.dtype)
-    return (sums / counts.clamp(min=1))[..., groups]
-
-
 class BuildingBlockEffects(nn.Module):
-    """Building-block families laid out one after another in ``n_slots`` slots, for every arm.
+    """Building-block families, cycles then pairs of cycles, for every arm.
 
-    ``bb_scale`` ``[..., n_arms, n_families]`` and ``bb_z`` ``[..., n_arms, n_slots]`` (the model's two
-    sample sites) give every family's effects (:meth:`effects`, see :func:`family_effects`); a compound
-    adds its families' effects (:meth:`forward`). :meth:`named` splits a value by arm and family, under
-    the names the summaries and ArviZ exports use: ``bb_{arm}_scale_{family}``, ``bb_{arm}_{family}``
-    and ``bb_{arm}_{family}_effect``.
+    Two sample sites hold the standard normals: ``bb_z`` ``[..., n_arms, n_cycle_slots]`` for the cycles'
+    blocks, one family after another (global: a few hundred or thousand blocks), and ``bb_pair_z``
+    ``[..., pairs, n_arms]`` for the pairs of blocks (local: in a plate over every pair family's slots one
+    after another, ``n_pair_slots`` in all, subsampled to the pairs a batch holds). ``bb_scale``
+    ``[..., n_arms, n_families]`` scales both. :meth:`effects` gives the cycles' effects (centred, see
+    :func:`family_effects`); a compound adds its blocks' effects and its pairs' (:meth:`forward`).
+    :meth:`named` splits a value by arm and family, under the names the summaries and ArviZ exports use:
+    ``bb_{arm}_scale_{family}``, ``bb_{arm}_{family}`` and ``bb_{arm}_{family}_effect``.
 
     Args:
-        families: (name, slots) per family, in code order (:attr:`delpyro.encoding.Encoding.families`).
+        families: (name, slots) per family, cycles first (:attr:`delpyro.encoding.Encoding.families`).
+        n_cycles: how many of ``families`` are cycles.
         arms: the arms with building-block effects ("target", and "matrix" with controls).
-        pair_blocks: each pair family's observed pairs as block codes in either cycle (for the double
-            centring), by family name.
+        pair_counts: training compounds of every pair slot ``[n_pair_slots]`` (0 for the unseen slots).
     """
 
     def __init__(
-        self,
-        families: list[tuple[str, int]],
-        arms: tuple[str, ...],
-        pair_blocks: dict[str, tuple[np.ndarray, np.ndarray]],
+        self, families: list[tuple[str, int]], n_cycles: int, arms: tuple[str, ...], pair_counts: np.ndarray
     ) -> None:
         super().__init__()
         self.families = families
+        self.n_cycles = n_cycles
         self.arms = arms
-        starts = np.concatenate([[0], np.cumsum([size for _, size in families])]).astype(np.int64)
-        self.slots = [(int(starts[k]), int(starts[k + 1])) for k in range(len(families))]
-        self.n_slots = int(starts[-1])
-        # a compound's code in family k is its position in the concatenated slots once shifted by this
-        self.register_buffer("code_offsets", torch.as_tensor(starts[:-1]), persistent=False)
-        for name, (rows, columns) in pair_blocks.items():
-            self.register_buffer(f"rows_{name}", torch.as_tensor(rows, dtype=torch.long), persistent=False)
-            self.register_buffer(f"columns_{name}", torch.as_tensor(columns, dtype=torch.long), persistent=False)
-        self.pair_names = set(pair_blocks)
+        sizes = [size for _, size in families]
+        cycle_starts = np.concatenate([[0], np.cumsum(sizes[:n_cycles])]).astype(np.int64)
+        pair_starts = np.concatenate([[0], np.cumsum(sizes[n_cycles:])]).astype(np.int64)
+        #: each family's (start, stop) in its site's slots: the cycles' in ``bb_z``, the pairs' in ``bb_pair_z``
+        self.slots = [(int(cycle_starts[k]), int(cycle_starts[k + 1])) for k in range(n_cycles)] + [
+            (int(pair_starts[k]), int(pair_starts[k + 1])) for k in range(len(families) - n_cycles)
+        ]
+        self.n_cycle_slots = int(cycle_starts[-1])
+        self.n_pair_slots = int(pair_starts[-1])
+        # a compound's code in family k is its slot in the concatenated slots once shifted by this
+        self.register_buffer("cycle_offsets", torch.as_tensor(cycle_starts[:-1]), persistent=False)
+        self.register_buffer("pair_offsets", torch.as_tensor(pair_starts[:-1]), persistent=False)
+        self.register_buffer("pair_counts", torch.as_tensor(pair_counts, dtype=torch.float32), persistent=False)
+
+    @property
+    def has_pairs(self) -> bool:
+        return len(self.families) > self.n_cycles
 
     def effects(self, scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Every family's effects ``[..., n_arms, n_slots]`` from ``bb_scale`` and ``bb_z``."""
-        parts = []
-        for k, (name, _) in enumerate(self.families):
-            start, stop = self.slots[k]
-            if name in self.pair_names:
-                rows, columns = getattr(self, f"rows_{name}"), getattr(self, f"columns_{name}")
-                parts.append(family_effects(scale[..., k], z[..., start:stop], rows, columns))
-            else:
-                parts.append(family_effects(scale[..., k], z[..., start:stop]))
-        return torch.cat(parts, dim=-1)
+        """The cycles' effects ``[..., n_arms, n_cycle_slots]`` from ``bb_scale`` and ``bb_z``."""
+        cycles = enumerate(self.slots[: self.n_cycles])
+        return torch.cat([family_effects(scale[..., k], z[..., start:stop]) for k, (start, stop) in cycles], dim=-1)
 
-    def forward(self, effects: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each compound's sum of its families' effects ``[..., batch]``, by arm, from every family's
-        effects ``[..., n_arms, n_slots]`` and the compounds' codes ``[batch, n_families]``."""
-        total = effects[..., codes + self.code_offsets].sum(-1)  # [..., n_arms, batch]
+    def pair_effects(self, scale: torch.Tensor, pair_z: torch.Tensor) -> torch.Tensor:
+        """Every pair slot's effects ``[..., n_pair_slots, n_arms]`` from ``bb_scale`` and ``bb_pair_z`` drawn
+        over all of them: each slot's family scale times its normal."""
+        family = torch.repeat_interleave(
+            torch.arange(len(self.families) - self.n_cycles, device=pair_z.device),
+            torch.as_tensor([stop - start for start, stop in self.slots[self.n_cycles :]], device=pair_z.device),
+        )
+        return scale[..., self.n_cycles :].index_select(-1, family).transpose(-1, -2) * pair_z
+
+    def pair_slots(self, codes: torch.Tensor) -> torch.Tensor:
+        """Each compound's slot in ``bb_pair_z`` per pair family, int64 ``[batch, n_pair_families]``, from the
+        compounds' codes ``[batch, n_families]``."""
+        return codes[:, self.n_cycles :] + self.pair_offsets
+
+    def forward(
+        self,
+        scale: torch.Tensor,
+        effects: torch.Tensor,
+        codes: torch.Tensor,
+        pair_z: torch.Tensor | None = None,
+        pair_positions: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Each compound's sum of its families' effects ``[..., batch]``, by arm: its blocks' from the cycles'
+        effects ``[..., n_arms, n_cycle_slots]`` and its codes ``[batch, n_families]``; its pairs' from
+        ``bb_scale`` ``[..., n_arms, n_families]`` and ``pair_z`` ``[..., slots, n_arms]``, where
+        ``pair_positions`` ``[batch, n_pair_families]`` locates each of its pairs among those slots."""
+        total = effects[..., codes[:, : self.n_cycles] + self.cycle_offsets].sum(-1)  # [..., n_arms, batch]
+        if self.has_pairs:
+            z = pair_z[..., pair_positions, :].movedim(-1, -3)  # [..., n_arms, batch, n_pair_families]
+            total = total + (z * scale[..., self.n_cycles :].unsqueeze(-2)).sum(-1)
         return {arm: total[..., a, :] for a, arm in enumerate(self.arms)}
 
     def named(self, value: Any, kind: str) -> dict[str, Any]:
-        """A value of the scales (``kind="scale"``, ``[..., n_arms, n_families]``), the standard normals
-        (``"z"``) or the effects (``"effect"``, both ``[..., n_arms, n_slots]``), an array or a tensor with
-        any leading dims, split by arm and family: ``bb_{arm}_scale_{family}`` ``[...]``,
-        ``bb_{arm}_{family}`` and ``bb_{arm}_{family}_effect`` ``[..., n + 1]``."""
+        """A value split by arm and family, an array or a tensor with any leading dims: the scales
+        (``kind="scale"``, ``[..., n_arms, n_families]``) as ``bb_{arm}_scale_{family}`` ``[...]``; the cycles'
+        standard normals (``"z"``) or effects (``"effect"``, both ``[..., n_arms, n_cycle_slots]``) and the
+        pairs' (``"pair_z"``, ``"pair_effect"``, both ``[..., n_pair_slots, n_arms]``) as ``bb_{arm}_{family}``
+        and ``bb_{arm}_{family}_effect`` ``[..., n + 1]``."""
         out = {}
         for a, arm in enumerate(self.arms):
             for k, (name, _) in enumerate(self.families):
                 start, stop = self.slots[k]
+                is_pair = k >= self.n_cycles
                 if kind == "scale":
                     out[f"bb_{arm}_scale_{name}"] = value[..., a, k]
-                elif kind == "z":
-                    out[f"bb_{arm}_{name}"] = value[..., a, start:stop]
-                else:
-                    out[f"bb_{arm}_{name}_effect"] = value[..., a, start:stop]
+                elif kind in ("z", "effect") and not is_pair:
+                    out[f"bb_{arm}_{name}" + ("_effect" if kind == "effect" else "")] = value[..., a, start:stop]
+                elif kind in ("pair_z", "pair_effect") and is_pair:
+                    out[f"bb_{arm}_{name}" + ("_effect" if kind == "pair_effect" else "")] = value[..., start:stop, a]
         return out
 
 

@@ -10,9 +10,11 @@ screen's columns itself::
 
     screen -> Encoding.fit(train, config) -> encoding.encode(screen) -> Minibatches -> DELModel(batch)
 
-Building-block families: one per cycle, then (with ``bb_pairs``) one per pair of cycles. Each family has a
-slot per block (or per pair seen in training) and a last slot for every block or pair never seen in
-training. A compound's code in a family is its slot there.
+Building-block families: one per cycle, then (with ``bb_pairs``; "auto" keeps the pairs of cycles whose
+pairs of blocks hold at least ``PAIR_MIN_COMPOUNDS`` training compounds each on average) one per pair of
+cycles. Each family has a slot per block (or per pair seen in training) and a last slot for every block or
+pair never seen in training. A compound's code in a family is its slot there. The encoding also keeps how
+many training compounds each pair holds (``pair_counts``), which weighs a pair's prior in a minibatch.
 
 Depth and load offsets (natural logs):
 
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from delpyro.config import ModelConfig, resolve_terms
+from delpyro.config import PAIR_MIN_COMPOUNDS, ModelConfig, resolve_terms
 from delpyro.data import DELData, DELDataError
 from delpyro.features import (
     attachment_points_to_dummies,
@@ -120,6 +122,8 @@ class Encoding:
     #: building-block ids per cycle, and the observed pair keys per pair of cycles (the building_blocks term)
     bb_vocabulary: dict[str, list[str]] | None = None
     pair_keys: dict[str, list[int]] | None = None
+    #: training compounds of every observed pair, in the order of ``pair_keys`` (None: as ``pair_keys``)
+    pair_counts: dict[str, list[int]] | None = None
     #: compound ids of the training screen, in order (the compound term's effects are indexed so), and a
     #: key of each one's structure (its SMILES): a compound of another screen is the same one only when
     #: both agree (None: ids alone, as checkpoints of format 2 kept them)
@@ -154,7 +158,7 @@ class Encoding:
         pseudocount = log_mean = None
         if config.use_load and data.load is not None:
             pseudocount, log_mean = load_offset(data.load)
-        vocabulary = pair_keys = None
+        vocabulary = pair_keys = pair_counts = None
         if "building_blocks" in terms:
             if data.building_blocks is None:
                 raise DELDataError(
@@ -163,9 +167,14 @@ class Encoding:
                 )
             vocabulary = {c: sorted(set(data.building_blocks[c])) for c in data.building_blocks.columns}
             codes = _block_codes(data.building_blocks, vocabulary)
-            pair_keys = {}
+            pair_keys, pair_counts = {}, {}
             if config.bb_pairs:
-                pair_keys = {name: [int(v) for v in np.unique(keys)] for name, keys, _ in _pair_keys(codes, vocabulary)}
+                for name, keys, _ in _pair_keys(codes, vocabulary):
+                    seen, counts = np.unique(keys, return_counts=True)
+                    if config.bb_pairs == "auto" and len(keys) < PAIR_MIN_COMPOUNDS * len(seen):
+                        continue  # about one compound a pair: the per-compound effect's job
+                    pair_keys[name] = seen.tolist()
+                    pair_counts[name] = counts.tolist()
         return cls(
             terms=tuple(terms),
             target_names=list(data.target_names),
@@ -183,6 +192,7 @@ class Encoding:
             load_log_mean=log_mean,
             bb_vocabulary=vocabulary,
             pair_keys=pair_keys,
+            pair_counts=pair_counts,
             training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
             training_structures=structure_keys(data.smiles) if "compound" in terms else None,
             training_digest=screen_digest(data),
@@ -222,6 +232,11 @@ class Encoding:
     def n_screened(self) -> int:
         """Compounds of the training screen (the per-compound effects' plate)."""
         return len(self.training_ids or ())
+
+    @property
+    def n_cycles(self) -> int:
+        """Cycle families (the first of :attr:`families`; the pair families follow)."""
+        return len(self.bb_vocabulary or {})
 
     @property
     def families(self) -> list[tuple[str, int]]:

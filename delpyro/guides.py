@@ -5,7 +5,7 @@
 - :class:`ScreenedGuide`: the guide as SVI runs it, which leaves the per-compound sites out on a batch
   without any compound of the training screen (their effects then come from the prior).
 - :func:`build_guide`: an autoguide builds itself by tracing the model once; this does it on an
-  example batch and a forked random state, and starts the per-compound scales where they belong.
+  example batch and a forked random state, and starts the local sites' scales where they belong.
 - :func:`draw_sites`: many draws of a guide's latent sites at once (the guide in a plate of draws).
 - :class:`SamplesGuide`: draws stored posterior samples, so a NUTS fit answers like a variational one.
 """
@@ -25,7 +25,7 @@ from torch import nn
 
 from delpyro.config import GUIDES, check_choice
 from delpyro.effects import screened_positions
-from delpyro.model import LOCAL_SITES, DELModel
+from delpyro.model import COMPOUND_EFFECT, LOCAL_SITES, DELModel
 
 __all__ = ["SamplesGuide", "ScreenedGuide", "build_guide", "draw_sites", "latent_sites", "make_guide"]
 
@@ -40,10 +40,10 @@ def make_guide(model: DELModel, kind: str = "auto_normal") -> pyro.nn.PyroModule
     with model.param_scope():
         if kind != "auto_lowrank":
             return _AUTOGUIDES[kind](model, create_plates=model.create_plates)
-        if "compound" not in model.terms:
+        if not model.local_sites:
             return _AUTOGUIDES[kind](model)
-        # a low-rank normal over the globals; the per-compound effects, local to the subsampled plate,
-        # stay mean field (a joint covariance over every compound would not fit in memory)
+        # a low-rank normal over the globals; the local sites (per compound, per pair of blocks) stay mean
+        # field (a joint covariance over every compound would not fit in memory)
         guide = AutoGuideList(model, create_plates=model.create_plates)
         guide.append(AutoLowRankMultivariateNormal(poutine.block(model, hide=list(LOCAL_SITES))))
         guide.append(AutoNormal(poutine.block(model, expose=list(LOCAL_SITES))))  # the list's plates
@@ -66,7 +66,7 @@ class ScreenedGuide:
             return self.guide(batch)
         # AutoNormal draws an effect through an auxiliary site "<site>_unconstrained", which sits in the
         # subsampled plate too (scaled by the training screen's size): both are left out
-        return poutine.block(self.guide, hide_fn=lambda msg: msg["name"].startswith(LOCAL_SITES))(batch)
+        return poutine.block(self.guide, hide_fn=lambda msg: msg["name"].startswith(COMPOUND_EFFECT))(batch)
 
 
 def build_guide(guide: Any, model: DELModel) -> None:
@@ -78,21 +78,21 @@ def build_guide(guide: Any, model: DELModel) -> None:
             stored = set(pyro.get_param_store().keys())
             example = model.encoding.example_batch(device=model.device)
             guide(example)
-            _init_local_scales(guide, model.config.local_init_scale, stored)
+            _init_local_scales(guide, model.local_init_scales(), stored)
             guide(example)  # a parameter set anew reaches the store when the guide next runs
 
 
-def _init_local_scales(guide: Any, value: float, stored: set[str]) -> None:
-    """Start the guide's per-compound scales at ``value`` (unless ``stored``, from a checkpoint): most
-    compounds of a sparse screen keep a posterior close to the prior, and a scale far below it takes many
-    epochs (one step each) to grow."""
+def _init_local_scales(guide: Any, values: dict[str, torch.Tensor], stored: set[str]) -> None:
+    """Start the guide's scales of each local site at its values (:meth:`DELModel.local_init_scales`,
+    unless ``stored``, from a checkpoint)."""
     for part in guide if isinstance(guide, AutoGuideList) else [guide]:
         scales = getattr(part, "scales", None)
         if not isinstance(part, AutoNormal) or scales is None:
             continue
-        for site in LOCAL_SITES:
+        for site, value in values.items():
             if hasattr(scales, site) and scales._pyro_get_fullname(site) not in stored:
-                start = torch.full_like(getattr(scales, site).detach(), value)
+                current = getattr(scales, site).detach()
+                start = value.to(current.device).expand_as(current).clone()
                 setattr(scales, site, PyroParam(start, part.scale_constraint, part._event_dims[site]))
 
 
@@ -132,15 +132,15 @@ class SamplesGuide(nn.Module):
     """A guide that draws one stored posterior sample per call (a random one, from torch's generator).
 
     ``samples``: ``{site: [n_samples, ...]}``; the local sites (the screened compounds' effects,
-    ``[n_samples, n_screened, n_arms]``) are drawn in the model's screened plate for the batch's screened
-    compounds, as an autoguide would.
+    ``[n_samples, n_screened, n_arms]``, and the pairs' normals, ``[n_samples, n_pair_slots, n_arms]``) are
+    drawn in the model's plates for the batch's screened compounds and pairs, as an autoguide would.
     """
 
     def __init__(self, samples: dict[str, torch.Tensor], model: DELModel) -> None:
         super().__init__()
         self.samples = samples
         self.local_sites = set(LOCAL_SITES) & set(samples)
-        self.create_plates = model.create_plates
+        self.local_plate = model.local_plate
         self.n_samples = next(iter(samples.values())).shape[0]
         example = model.encoding.example_batch(device=model.device)
         self.prototype_trace = prune_subsample_sites(poutine.trace(self).get_trace(example))
@@ -152,7 +152,7 @@ class SamplesGuide(nn.Module):
         out = {}
         for name, values in self.samples.items():
             if name in self.local_sites:
-                with self.create_plates(batch) as positions:
+                with self.local_plate(name, batch) as positions:
                     out[name] = values[chosen[:, None], positions]  # no copy of every compound's draws
             else:
                 out[name] = values[chosen]
@@ -162,7 +162,7 @@ class SamplesGuide(nn.Module):
         s = int(torch.randint(self.n_samples, ()))
         for name, values in self.samples.items():
             if name in self.local_sites:
-                with self.create_plates(batch) as positions:
+                with self.local_plate(name, batch) as positions:
                     pyro.sample(name, dist.Delta(values[s][positions], event_dim=1))
             else:
                 value = values[s]

@@ -19,6 +19,10 @@ key                    what it holds
 ``LOG_LOAD``           float32 ``[batch]``: the load offset, log(load + pseudocount) - log mean
 ``TARGET_COUNTS``      float32 ``[batch, n_target_replicates]``: reads after the target selection
 ``CONTROL_COUNTS``     float32 ``[batch, n_control_replicates]``: reads after the bead selection
+``PAIR_SUBSAMPLE``     the batch's pair slots, their weights and each compound's pairs among them: not
+                       sliced from the screen but worked out from ``BLOCK_CODES`` by the model the
+                       first time a batch needs it (:meth:`~delpyro.model.DELModel.pair_subsample`),
+                       so the guide and the model share one
 =====================  ==========================================================================
 """
 
@@ -30,6 +34,7 @@ __all__ = [
     "FINGERPRINTS",
     "INDEX",
     "LOG_LOAD",
+    "PAIR_SUBSAMPLE",
     "POSES",
     "SCREEN_SIZE",
     "TARGET_COUNTS",
@@ -45,3 +50,4 @@ TRAINING_POSITION = "training_position"
 LOG_LOAD = "log_load"
 TARGET_COUNTS = "target_counts"
 CONTROL_COUNTS = "control_counts"
+PAIR_SUBSAMPLE = "pair_subsample"

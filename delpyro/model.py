@@ -13,17 +13,24 @@ Observation globals, per count arm a in {control, target}::
     log depth_{a,r}  = log(total reads of r / n_compounds) + dev_{a,r}
 
 Building blocks (term "building_blocks"), per enrichment arm e in {target, matrix} and family f (each cycle
-k, and each pair of cycles (k, l): the disynthons)::
+k, and each pair of cycles (k, l): the disynthons, see ``bb_pairs``)::
 
     sigma_{e,f}      ~ HalfNormal(bb_prior_scale)
     z_{e,f,j}        ~ Normal(0, 1)                                j = every block (or pair) seen, + 1 unseen slot
     beta_{e,f,j}     = sigma_{e,f} * (z_{e,f,j} - mean over seen slots of z_{e,f})     (cycles)
-                     = sigma_{e,f} * (z_{e,f,j} centred within its row, then its column)  (pairs)
+    beta_{e,f,j}     = sigma_{e,f} * z_{e,f,j}                                          (pairs)
     beta_{e,f,unseen} = sigma_{e,f} * z_{e,f,unseen}
 
-so block effects sum to zero within a cycle and pair effects are interactions only; the level is carried
-by the network (or an intercept). Blocks and pairs never seen in training share the unseen slot, whose
-posterior stays the prior.
+so block effects sum to zero within a cycle, and the level is carried by the network (or an intercept).
+Blocks and pairs never seen in training share the unseen slot, whose posterior stays the prior.
+
+A pair family has a slot per pair of blocks seen, as many as N^(2/3) in a three-cycle library of N
+compounds, so its normals are local: a plate over the pair slots, subsampled to the pairs a batch holds,
+with pair j's prior weighted by (N / B) c_j / n_j in a batch of B compounds of which c_j hold it (n_j: the
+training compounds that hold it). Over an epoch each pair's prior then counts once, as each compound's
+likelihood does, and a step costs what its batch touches. Pair effects are not centred (centring needs
+every slot at every step): pair (a, b) can take over part of block a's effect, but with m pairs in a's row
+the prior holds their mean within sigma_f / sqrt(m) of zero, and the blocks' own effects stay put.
 
 Per-compound effects (term "compound"), for every compound of the training screen (local: a subsampled
 plate over the screened compounds)::
@@ -54,8 +61,9 @@ weights, and gates, concentrations or delta when "learned", are point estimates 
 Sites (names are the constants below; :data:`LOCAL_SITES` are the per-compound ones a guide covers):
 ``control_gate``, ``target_gate``, ``control_concentration``, ``target_concentration``,
 ``target_matrix_shift``, ``control_depth_deviation``, ``target_depth_deviation``, ``target_intercept``,
-``matrix_intercept``, ``bb_scale`` ``[arms, families]``, ``bb_z`` ``[arms, slots]`` (every family's slots one
-after another: a site costs every training step a fixed amount of bookkeeping), ``compound_scale``,
+``matrix_intercept``, ``bb_scale`` ``[arms, families]``, ``bb_z`` ``[arms, slots]`` (every cycle's slots one
+after another: a site costs every training step a fixed amount of bookkeeping), ``bb_pair_z`` ``[pairs,
+arms]`` (local: the pair slots a batch holds, every pair family's one after another), ``compound_scale``,
 ``compound_matrix_scale``, ``compound_effect`` ``[screened, arms]``, ``new_compound_effect``, and the observed
 ``control_counts`` ``[batch, replicates]`` and ``target_counts``. In evaluation the model also records
 ``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect`` and
@@ -72,6 +80,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import pyro
 import pyro.distributions as dist
@@ -97,6 +106,7 @@ from delpyro.keys import (
     FINGERPRINTS,
     INDEX,
     LOG_LOAD,
+    PAIR_SUBSAMPLE,
     POSES,
     SCREEN_SIZE,
     TARGET_COUNTS,
@@ -106,12 +116,16 @@ from delpyro.nets import FingerprintNet, PoseNet
 
 __all__ = [
     "BB_EFFECTS",
+    "BB_PAIR_EFFECTS",
+    "BB_PAIR_Z",
     "BB_SCALE",
     "BB_Z",
     "COMPOUND_EFFECT",
     "LOCAL_SITES",
     "DELModel",
     "NetworkEnrichments",
+    "PairSubsample",
+    "WeightedPlate",
 ]
 
 # ---- site names (per arm: fill in ``arm``)
@@ -122,8 +136,11 @@ MATRIX_SHIFT = "target_matrix_shift"
 INTERCEPT = "{arm}_intercept"
 BB_SCALE = "bb_scale"
 BB_Z = "bb_z"
-#: every family's effects, ``[arms, slots]``: derived from ``bb_scale`` and ``bb_z``, not a site
+BB_PAIR_Z = "bb_pair_z"
+#: the cycles' effects ``[arms, slots]`` and the pairs' ``[pairs, arms]``: derived from ``bb_scale``, ``bb_z``
+#: and ``bb_pair_z``, not sites
 BB_EFFECTS = "bb_effects"
+BB_PAIR_EFFECTS = "bb_pair_effects"
 COMPOUND_SCALE = "compound_scale"
 COMPOUND_MATRIX_SCALE = "compound_matrix_scale"
 COMPOUND_EFFECT = "compound_effect"
@@ -136,9 +153,11 @@ LISTED_DRAWS = 16
 LOG_TARGET_ENRICHMENT = "log_target_enrichment"
 LOG_MATRIX_ENRICHMENT = "log_matrix_enrichment"
 COMPOUND_EFFECT_ON = "compound_{arm}_effect"
-#: The per-compound sites a guide covers: they sit in the plate of screened compounds, indexed by each
-#: compound's position in the training screen; every other latent site is global.
-LOCAL_SITES = (COMPOUND_EFFECT,)
+#: The local sites: in a plate subsampled with the batch, a row per screened compound (``compound_effect``,
+#: in the screened plate, by each compound's position in the training screen) or per pair of blocks
+#: (``bb_pair_z``, in the pair plate). A guide keeps a row of parameters per member, and the optimizer
+#: moves a row only when its batch holds it.
+LOCAL_SITES = (COMPOUND_EFFECT, BB_PAIR_Z)
 # ---- point estimates (Pyro params) of the "learned" settings
 GATE_LOGITS = "{arm}_gate_logits"
 LOG_CONCENTRATION = "{arm}_log_concentration"
@@ -146,8 +165,33 @@ LOG_CONCENTRATION = "{arm}_log_concentration"
 COMPOUND_PLATE = "compounds"
 SCREENED_PLATE = "screened"
 NEW_COMPOUND_PLATE = "new_compounds"
+PAIR_PLATE = "pair_slots"
 #: plates of the per-compound sites (what tells a global site from a local one)
 COMPOUND_PLATES = (COMPOUND_PLATE, SCREENED_PLATE)
+
+
+class PairSubsample(NamedTuple):
+    """The pair slots of a batch: ``slots`` (int64 ``[k]``, sorted; None: every slot, the whole screen),
+    ``positions`` (int64 ``[batch, n_pair_families]``: each compound's pairs among ``slots``, or their
+    slots when every slot is taken) and each slot's prior ``weights`` ``[k]`` (None with every slot)."""
+
+    slots: torch.Tensor | None
+    positions: torch.Tensor | None
+    weights: torch.Tensor | None
+
+
+class WeightedPlate(pyro.plate):
+    """A subsampled plate whose members each carry their own scale (``weights``, one per subsample index)
+    in place of the plate's size / subsample size."""
+
+    def __init__(self, name: str, size: int, subsample: torch.Tensor, weights: torch.Tensor, dim: int) -> None:
+        super().__init__(name, size, subsample=subsample, dim=dim)
+        self.weights = weights
+
+    def _process_message(self, msg: dict) -> None:
+        super()._process_message(msg)
+        if msg["type"] == "sample":
+            msg["scale"] = msg["scale"] * (self.weights * (self.subsample_size / self.size))
 
 
 class NetworkEnrichments(NamedTuple):
@@ -235,8 +279,9 @@ class DELModel(nn.Module):
         self.networks = nn.ModuleDict(networks)
         self.building_blocks = None
         if "building_blocks" in self.terms:
-            pairs = {family: encoding.pair_blocks(family) for family in encoding.pair_keys}
-            self.building_blocks = BuildingBlockEffects(encoding.families, self.arms, pairs)
+            counts = [np.append(encoding.pair_counts[family], 0) for family in encoding.pair_keys or {}]
+            counts = np.concatenate(counts) if counts else np.zeros(0)
+            self.building_blocks = BuildingBlockEffects(encoding.families, encoding.n_cycles, self.arms, counts)
         self.register_buffer("log_depth_target", torch.tensor(encoding.log_depth_target), persistent=False)
         self.register_buffer("log_depth_control", torch.tensor(encoding.log_depth_control), persistent=False)
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
@@ -248,6 +293,24 @@ class DELModel(nn.Module):
         without a fingerprint network), "building_blocks", "compound"."""
         latent = ("intercept",) if "fingerprint" not in self.terms else ()
         return latent + tuple(t for t in ("building_blocks", "compound") if t in self.terms)
+
+    @property
+    def local_sites(self) -> tuple[str, ...]:
+        """The local sites this model has (see :data:`LOCAL_SITES`)."""
+        pairs = self.building_blocks is not None and self.building_blocks.has_pairs
+        return (COMPOUND_EFFECT,) * ("compound" in self.terms) + (BB_PAIR_Z,) * pairs
+
+    def local_init_scales(self) -> dict[str, torch.Tensor]:
+        """Where the guide's scales of the local sites start: ``local_init_scale`` (most compounds of a sparse
+        screen keep a posterior close to the prior, and a scale far below it takes many epochs, one step
+        each, to grow), and 1, the prior, for the pair slots no training compound holds (the unseen ones,
+        which no training batch touches)."""
+        value = torch.tensor(self.config.local_init_scale, device=self.device)
+        out = {COMPOUND_EFFECT: value}
+        if BB_PAIR_Z in self.local_sites:
+            unseen = (self.building_blocks.pair_counts == 0).unsqueeze(-1)
+            out[BB_PAIR_Z] = torch.where(unseen, torch.ones_like(value), value).expand(-1, len(self.arms))
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -327,8 +390,12 @@ class DELModel(nn.Module):
             with pyro.plate("bb_arms", len(self.arms), dim=-2):
                 with pyro.plate("bb_families", len(self.building_blocks.families), dim=-1):
                     sites[BB_SCALE] = pyro.sample(BB_SCALE, dist.HalfNormal(config.bb_prior_scale))
-                with pyro.plate("bb_slots", self.building_blocks.n_slots, dim=-1):
+                with pyro.plate("bb_slots", self.building_blocks.n_cycle_slots, dim=-1):
                     sites[BB_Z] = pyro.sample(BB_Z, dist.Normal(0.0, 1.0))
+            if self.building_blocks.has_pairs:
+                with self.pair_plate(batch):
+                    prior = dist.Normal(torch.zeros(len(self.arms), device=device), 1.0).to_event(1)
+                    sites[BB_PAIR_Z] = pyro.sample(BB_PAIR_Z, prior)
 
         # ---- per-compound effects: the screened compounds' own (local), new compounds' from the prior
         compound_z = None
@@ -470,8 +537,11 @@ class DELModel(nn.Module):
                 value = sites[INTERCEPT.format(arm=arm)]  # [] or [draws]
                 parts[arm].append(value.unsqueeze(-1).expand(*value.shape, size))
         if self.building_blocks is not None:
-            effects = self.building_blocks.effects(sites[BB_SCALE], sites[BB_Z])
-            for arm, value in self.building_blocks(effects, batch[BLOCK_CODES]).items():
+            scale = sites[BB_SCALE]
+            effects = self.building_blocks.effects(scale, sites[BB_Z])
+            pair_z = sites.get(BB_PAIR_Z)
+            positions = None if pair_z is None else self.pair_positions(batch, pair_z)
+            for arm, value in self.building_blocks(scale, effects, batch[BLOCK_CODES], pair_z, positions).items():
                 parts[arm].append(value)
         if compound_z is not None:
             for arm, value in compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms).items():
@@ -509,12 +579,63 @@ class DELModel(nn.Module):
             return pyro.plate(SCREENED_PLATE, n_screened, dim=-1)
         return pyro.plate(SCREENED_PLATE, n_screened, subsample=positions, dim=-1)
 
-    def create_plates(self, batch: dict[str, Any]) -> pyro.plate:
-        """The plate that autoguides share with the model, so that local sites get the same indices: the
-        screened plate with per-compound effects, else the compound plate."""
-        if "compound" in self.terms:
-            return self.screened_plate(batch)
-        return pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2)
+    def pair_subsample(self, batch: dict[str, Any]) -> PairSubsample:
+        """The pair slots of ``batch`` (see :class:`PairSubsample`), worked out once per batch (kept in it
+        under ``PAIR_SUBSAMPLE``, so the guide and the model share them). A batch that is its whole screen,
+        or has no block codes, takes every slot with weight 1: the model of the whole screen."""
+        cached = batch.get(PAIR_SUBSAMPLE)
+        if cached is not None:
+            return cached
+        codes = batch.get(BLOCK_CODES)
+        if codes is None:
+            out = PairSubsample(None, None, None)
+        else:
+            slots_of = self.building_blocks.pair_slots(codes)
+            size = batch[INDEX].shape[0]
+            if size >= batch[SCREEN_SIZE]:
+                out = PairSubsample(None, slots_of, None)
+            else:
+                slots, positions, counts = torch.unique(slots_of, return_inverse=True, return_counts=True)
+                held = self.building_blocks.pair_counts[slots].clamp(min=1.0)
+                out = PairSubsample(slots, positions, counts * (batch[SCREEN_SIZE] / size) / held)
+        batch[PAIR_SUBSAMPLE] = out
+        return out
+
+    def pair_plate(self, batch: dict[str, Any]) -> pyro.plate:
+        """The plate of the pair slots (dim -1): subsampled to the batch's pairs, each weighted so that its
+        prior counts once an epoch (:class:`WeightedPlate`), or every slot for a whole screen."""
+        subsample = self.pair_subsample(batch)
+        if subsample.slots is None:
+            return pyro.plate(PAIR_PLATE, self.building_blocks.n_pair_slots, dim=-1)
+        return WeightedPlate(PAIR_PLATE, self.building_blocks.n_pair_slots, subsample.slots, subsample.weights, -1)
+
+    def pair_positions(self, batch: dict[str, Any], pair_z: torch.Tensor) -> torch.Tensor:
+        """Where each compound's pairs sit in a value of ``bb_pair_z`` ``[..., slots, arms]`` for ``batch``
+        (the batch's pair slots, or every slot); a value of another size raises a ValueError."""
+        subsample = self.pair_subsample(batch)
+        expected = self.building_blocks.n_pair_slots if subsample.slots is None else subsample.slots.numel()
+        if pair_z.shape[-2] != expected:
+            raise ValueError(f"{BB_PAIR_Z} holds {pair_z.shape[-2]} pair slots, and this batch takes {expected}")
+        return subsample.positions
+
+    def local_plate(self, site: str, batch: dict[str, Any]) -> pyro.plate:
+        """The plate of a local site for ``batch``: the screened plate or the pair plate."""
+        return self.screened_plate(batch) if site == COMPOUND_EFFECT else self.pair_plate(batch)
+
+    def local_value(self, site: str, batch: dict[str, Any], value: torch.Tensor) -> torch.Tensor:
+        """A local site's value drawn over its whole plate ``[..., members, ...]`` cut to the members of
+        ``batch``, as the site's subsampled plate takes them."""
+        with self.local_plate(site, batch) as positions:
+            return value.index_select(-2, positions)  # both sites keep their members second from the right
+
+    def create_plates(self, batch: dict[str, Any]) -> list[pyro.plate]:
+        """The plates that autoguides share with the model, so that local sites get the same indices and
+        weights: the screened plate (per-compound effects; without them the compound plate) and the pair
+        plate."""
+        plates = [self.local_plate(site, batch) for site in self.local_sites]
+        if "compound" not in self.terms:
+            plates.append(pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2))
+        return plates
 
     def site_table(self) -> pd.DataFrame:
         """Every site of the model, as one run on an example batch of two compounds (one screened, one new
@@ -550,6 +671,7 @@ class DELModel(nn.Module):
         building-block sites (and their effects, ``BB_EFFECTS``) split by arm and family; every other site
         as it is."""
         kinds = {BB_SCALE: "scale", BB_Z: "z", BB_EFFECTS: "effect"}
+        kinds.update({BB_PAIR_Z: "pair_z", BB_PAIR_EFFECTS: "pair_effect"})
         out = {}
         for name, value in values.items():
             if name in kinds and self.building_blocks is not None:

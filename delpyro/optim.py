@@ -2,7 +2,8 @@
 
 - :func:`make_optim`: ClippedAdam for every parameter of a model's store in one fused step
   (:class:`FusedClippedAdam`), with its own learning rates for the guide's globals and for the
-  per-compound rows, which each keep their own Adam state (:class:`RowwiseClippedAdam`).
+  rows of the local sites (one per compound, one per pair of blocks), which each keep their own Adam state
+  (:class:`RowwiseClippedAdam`).
 - :class:`EMA`: an exponential moving average of the parameters, for evaluation and prediction.
 """
 
@@ -188,10 +189,10 @@ def make_optim(
 ) -> PyroOptim:
     """Pyro's ClippedAdam; the learning rate is multiplied by ``lr_decay`` over ``lr_decay_steps`` steps.
 
-    ``local_lr`` is the learning rate of the per-compound guide parameters (names holding a site of
-    ``LOCAL_SITES``), which move only when their compound is in the batch, once an epoch, each row by
-    its own Adam state (:class:`RowwiseClippedAdam`); ``guide_lr``
-    that of the other guide parameters (the latent globals: names starting "Auto"); None: ``lr``.
+    ``local_lr`` is the learning rate of the local sites' guide parameters (names holding a site of
+    ``LOCAL_SITES``: a row per compound or per pair of blocks), which move only when their batch holds
+    them, each row by its own Adam state (:class:`RowwiseClippedAdam`); ``guide_lr`` that of the other
+    guide parameters (the latent globals: names starting "Auto"); None: ``lr``.
     Hierarchical effects in a non-centred form move slowly at a network's learning rate.
     """
     if lr_decay <= 0 or lr_decay_steps < 1:

@@ -143,8 +143,8 @@ def _draws(
     if not model.latent_terms:
         matrix = None if network.matrix is None else network.matrix.double().cpu().numpy()[None]
         return base_target.double().cpu().numpy()[None], matrix, network.attention
-    if "compound" in model.terms:
-        draw_batch = batch  # the screened plate reads the batch's training positions
+    if model.local_sites:
+        draw_batch = batch  # the local sites' plates read the batch's training positions and pairs
     else:
         draw_batch = {INDEX: torch.zeros(1, dtype=torch.long, device=model.device), SCREEN_SIZE: 1}
     targets = np.empty((samples, size))
@@ -184,18 +184,14 @@ def globals_summary(result: Any, num_samples: int = 1000, seed: int = 0) -> pd.D
 
 
 def _family_draws(result: Any, draws: dict[str, np.ndarray], arm: str, family: str, num_samples: int) -> np.ndarray:
-    """``[num_samples, n_slots]`` effects of one building-block family from draws of the globals (centred as
-    the model centres them)."""
+    """``[num_samples, n_slots]`` effects of one building-block family from draws of the globals (a cycle's
+    centred as the model centres them)."""
     key = f"bb_{arm}_{family}"
     if key not in draws:
         raise ValueError(f"no building-block effects on the {arm!r} arm")
     scale = torch.as_tensor(draws[f"bb_{arm}_scale_{family}"].reshape(-1))
     z = torch.as_tensor(draws[key].reshape(num_samples, -1))
-    encoding = result.model.encoding
-    if family not in (encoding.pair_keys or {}):
-        return family_effects(scale, z).numpy()
-    rows, columns = (torch.as_tensor(codes) for codes in encoding.pair_blocks(family))
-    return family_effects(scale, z, rows, columns).numpy()
+    return family_effects(scale, z, centred=family in (result.model.encoding.bb_vocabulary or {})).numpy()
 
 
 def _effect_summary(effects: np.ndarray, labels: dict[str, Any]) -> pd.DataFrame:
@@ -220,17 +216,20 @@ def building_block_effects(result: Any, arm: str = "target", num_samples: int = 
 def disynthon_effects(
     result: Any, cycles: tuple[str, str] | None = None, arm: str = "target", num_samples: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """Posterior of the disynthon (pair) interaction effects (``ModelConfig(bb_pairs=True)``), in the layout
-    of :func:`building_block_effects`: one row per pair of blocks seen in training, with ``cycle`` (the
+    """Posterior of the disynthon (pair) effects (``ModelConfig(bb_pairs=...)``), in the layout of
+    :func:`building_block_effects`: one row per pair of blocks seen in training, with ``cycle`` (the
     family, "cycle1+cycle2"), ``building_block`` ("A001+B003"), ``block_a``, ``block_b``, ``mean``, ``sd``,
-    ``q05``, ``q50``, ``q95``. These are interactions only: a disynthon's effect on a compound is its two
-    blocks' effects plus this. ``cycles`` picks one family (either order); default every family."""
+    ``q05``, ``q50``, ``q95``. A disynthon's effect on a compound is its two blocks' effects plus this: what
+    the pair adds to them. ``cycles`` picks one family (either order); default every family."""
     encoding = result.model.encoding
     if encoding.bb_vocabulary is None:
         raise ValueError("this model has no 'building_blocks' term")
     families = list(encoding.pair_keys or {})
     if not families:
-        raise ValueError("this model has no disynthon families (ModelConfig(bb_pairs=True) adds them)")
+        raise ValueError(
+            "this model has no disynthon families (ModelConfig(bb_pairs=True) adds them; the default, 'auto', "
+            "leaves out pairs of cycles with about one compound a pair, as in two-cycle libraries)"
+        )
     if cycles is not None:
         a, b = cycles
         families = [f for f in (f"{a}+{b}", f"{b}+{a}") if f in families][:1]

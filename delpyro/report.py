@@ -24,6 +24,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,9 @@ from delpyro.selections import read_delt
 #: compounds written to ``idata.nc`` at most (a random subset, fixed seed, of a larger screen)
 IDATA_COMPOUNDS = 2000
 IDATA_SAMPLES = 100
+#: posterior draws per compound in ``predictions.csv``, and the guide diagnostic's draws
+PREDICT_SAMPLES = 200
+GUIDE_PARTICLES = 100
 #: figure file names in a run directory's ``figures/`` and their captions, in report order
 FIGURES = {
     "training_curves.png": "Training and validation loss per epoch",
@@ -114,6 +120,17 @@ def prepare_run(run: Path, overwrite: bool = False) -> None:
     (run / ".delpyro-write-check").unlink()
 
 
+@contextmanager
+def _phase(what: str, progress: bool) -> Iterator[None]:
+    """With ``progress``, a line saying what runs, ended by its seconds when it is done."""
+    started = time.perf_counter()
+    if progress:
+        print(f"  {what} ...", end="", flush=True)
+    yield
+    if progress:
+        print(f" {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def write_run(
     run: Path,
     result: FitResult,
@@ -122,42 +139,49 @@ def write_run(
     val: DELData,
     test: DELData,
     settings: dict[str, Any],
+    *,
+    progress: bool = False,
 ) -> Path:
     """Write the run directory of ``result``, fitted on ``train`` (split from ``data`` with ``val`` and
     ``test``), next to its checkpoint and history: predictions, ``idata.nc``, ``evaluation.json``,
     ``settings.json`` (``settings`` and the ``idata.nc`` export), figures and ``report.md``, whose path it
-    returns."""
+    returns. With ``progress``, a line per phase (what runs, then its seconds)."""
     cache = str(run / "cache")
     labels = pd.Series("train", index=pd.Index(data.compound_id, dtype=object), dtype=object)
     labels[list(val.compound_id)] = "validation"
     labels[list(test.compound_id)] = "test"
-    prediction = result.predict(data, cache_dir=cache)
-    prediction.insert(1, "smiles", data.smiles)
-    prediction.insert(2, "split", labels.to_numpy())
-    with files.replacing(run / "predictions.csv") as temporary:
-        prediction.to_csv(temporary, index=False)
+    with _phase(f"predicting {data.n_compounds:,} compounds ({PREDICT_SAMPLES} posterior draws each)", progress):
+        prediction = result.predict(data, num_samples=PREDICT_SAMPLES, cache_dir=cache)
+        prediction.insert(1, "smiles", data.smiles)
+        prediction.insert(2, "split", labels.to_numpy())
+        with files.replacing(run / "predictions.csv") as temporary:
+            prediction.to_csv(temporary, index=False)
 
     chosen = _idata_compounds(data.n_compounds)
-    idata = result.to_inference_data(
-        data, num_samples=IDATA_SAMPLES, compounds=chosen, seed=result.seed, cache_dir=cache
-    )
-    with files.replacing(run / "idata.nc") as temporary:
-        idata.to_netcdf(temporary)
+    with _phase(f"exporting idata.nc ({len(chosen):,} compounds x {IDATA_SAMPLES} draws)", progress):
+        idata = result.to_inference_data(
+            data, num_samples=IDATA_SAMPLES, compounds=chosen, seed=result.seed, cache_dir=cache
+        )
+        with files.replacing(run / "idata.nc") as temporary:
+            idata.to_netcdf(temporary)
 
     held, held_name = (test, "test") if test.n_compounds else (val, "validation")
     evaluation: dict[str, Any] = {
         "held_out_set": held_name if held.n_compounds else None,
         "n_held_out": held.n_compounds,
     }
-    evaluation["held_out_loss"] = result.evaluate(held, cache_dir=cache) if held.n_compounds else None
-    evaluation["guide_diagnostic"] = _guide_verdict(result, train)
+    with _phase(f"held-out loss ({held.n_compounds:,} {held_name} compounds)", progress and held.n_compounds > 0):
+        evaluation["held_out_loss"] = result.evaluate(held, cache_dir=cache) if held.n_compounds else None
+    with _phase(f"guide diagnostic ({GUIDE_PARTICLES} draws)", progress):
+        evaluation["guide_diagnostic"] = _guide_verdict(result, train)
     files.write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
 
     settings = {**settings, "idata": {"n_compounds": len(chosen), "num_samples": IDATA_SAMPLES}}
     files.write_text(run / "settings.json", json.dumps(settings, indent=1))
 
-    _fit_figures(result, data, prediction, idata, evaluation["held_out_set"], run / "figures")
-    return _write_report(run, result, data, settings, prediction, result.history, evaluation)
+    with _phase("figures and report.md", progress):
+        _fit_figures(result, data, prediction, idata, evaluation["held_out_set"], run / "figures")
+        return _write_report(run, result, data, settings, prediction, result.history, evaluation)
 
 
 def rebuild_report(
@@ -235,7 +259,7 @@ def _idata_compounds(n: int, limit: int = IDATA_COMPOUNDS) -> np.ndarray:
 
 def _guide_verdict(result: FitResult, train: DELData) -> dict[str, Any]:
     try:
-        return guide_diagnostic(result, train, num_particles=100, seed=result.seed)
+        return guide_diagnostic(result, train, num_particles=GUIDE_PARTICLES, seed=result.seed)
     except (FloatingPointError, ValueError, RuntimeError) as err:
         return {"k": None, "verdict": f"not computed: {err}"}
 
@@ -309,7 +333,10 @@ def _write_report(
         "",
     ]
     shown = ("name", "terms", "likelihood", "combine", "gates", "guide", "hidden_size", "epochs", "batch_size", "lr")
-    lines += [_markdown_table(pd.DataFrame({"setting": shown, "value": [str(model.get(k)) for k in shown]})), ""]
+    values = {name: model.get(name) for name in shown}
+    if values["batch_size"] is None:  # the default, which grows with the screen: the size it took
+        values["batch_size"] = f"{settings.get('fit', {}).get('batch_size')} (grows with the screen)"
+    lines += [_markdown_table(pd.DataFrame({"setting": shown, "value": [str(v) for v in values.values()]})), ""]
     lines += ["Every setting is in `settings.json`.", "", "## Training", ""]
     if len(history):
         last = history.iloc[-1]

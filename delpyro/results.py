@@ -38,7 +38,7 @@ from delpyro.effects import screened_positions
 from delpyro.encoding import Encoding
 from delpyro.guides import SamplesGuide, build_guide, draw_sites, make_guide
 from delpyro.keys import INDEX, SCREEN_SIZE
-from delpyro.model import COMPOUND_EFFECT, COMPOUND_PLATES, LOCAL_SITES, DELModel
+from delpyro.model import BB_PAIR_Z, COMPOUND_EFFECT, COMPOUND_PLATES, DELModel
 from delpyro.optim import EMA, make_optim
 from delpyro.steps import eval_step, make_svi
 
@@ -74,7 +74,20 @@ class Result:
     def local_draw(
         self, batch: dict[str, Any], values: dict[str, torch.Tensor], chain: int, sample: int
     ) -> dict[str, torch.Tensor]:
-        """The per-compound sites of one draw of :meth:`posterior_chains` for the batch's screened compounds."""
+        """The local sites of one draw of :meth:`posterior_chains` for ``batch``: the batch's pairs of blocks
+        cut from the draw (which holds every pair), and the screened compounds' effects."""
+        out = {}
+        if BB_PAIR_Z in values:
+            out[BB_PAIR_Z] = self.model.local_value(BB_PAIR_Z, batch, values[BB_PAIR_Z])
+        _, screened = screened_positions(batch)
+        if "compound" in self.model.terms and bool(screened.any()):
+            out[COMPOUND_EFFECT] = self.compound_draw(batch, values, chain, sample)
+        return out
+
+    def compound_draw(
+        self, batch: dict[str, Any], values: dict[str, torch.Tensor], chain: int, sample: int
+    ) -> torch.Tensor:
+        """The batch's screened compounds' effects in one draw of :meth:`posterior_chains`."""
         raise NotImplementedError
 
     @property
@@ -84,7 +97,8 @@ class Result:
 
     def global_sites(self) -> list[str]:
         """Names of the model's latent sites outside the compound plates (gates, concentrations, depth
-        deviations, ``bb_scale`` and ``bb_z``; :meth:`sample_globals` splits the last two by family)."""
+        deviations, ``bb_scale``, ``bb_z`` and ``bb_pair_z``, drawn over every pair; :meth:`sample_globals`
+        splits the last three by family)."""
         trace = getattr(self.guide, "prototype_trace", None)
         if trace is None:
             raise RuntimeError("the guide has not been run yet: fit the model first")
@@ -209,14 +223,12 @@ class FitResult(Result):
         sampled = self.sample_sites(num_samples, seed=seed)  # the model's own sites, to condition it on
         return [(0, d, d, {name: torch.as_tensor(v[d]) for name, v in sampled.items()}) for d in range(num_samples)]
 
-    def local_draw(
+    def compound_draw(
         self, batch: dict[str, Any], values: dict[str, torch.Tensor], chain: int, sample: int
-    ) -> dict[str, torch.Tensor]:
-        _, screened = screened_positions(batch)
-        if "compound" not in self.model.terms or not bool(screened.any()):
-            return {}
-        trace = poutine.trace(poutine.condition(self.guide, data=values)).get_trace(batch)
-        return {site: trace.nodes[site]["value"] for site in LOCAL_SITES}
+    ) -> torch.Tensor:
+        globals_only = {name: value for name, value in values.items() if name != BB_PAIR_Z}
+        trace = poutine.trace(poutine.condition(self.guide, data=globals_only)).get_trace(batch)
+        return trace.nodes[COMPOUND_EFFECT]["value"]
 
     def evaluate(self, data: DELData, batch_size: int = 4096, *, cache_dir: str | None = None) -> float:
         """Loss (negative ELBO) per compound on ``data``, with the averaged parameters."""
@@ -336,15 +348,13 @@ class MCMCResult(Result):
         n_chains, n_total = first.shape[:2]
         keep = np.unique(np.linspace(0, n_total - 1, min(num_samples, n_total)).round().astype(int))
         return [
-            (c, d, int(i), {name: v[c, i] for name, v in self.samples.items() if name not in LOCAL_SITES})
+            (c, d, int(i), {name: v[c, i] for name, v in self.samples.items() if name != COMPOUND_EFFECT})
             for c in range(n_chains)
             for d, i in enumerate(keep)
         ]
 
-    def local_draw(
+    def compound_draw(
         self, batch: dict[str, Any], values: dict[str, torch.Tensor], chain: int, sample: int
-    ) -> dict[str, torch.Tensor]:
-        positions, screened = screened_positions(batch)
-        if COMPOUND_EFFECT not in self.samples or not bool(screened.any()):
-            return {}
-        return {site: self.samples[site][chain, sample][positions] for site in LOCAL_SITES}
+    ) -> torch.Tensor:
+        positions, _ = screened_positions(batch)
+        return self.samples[COMPOUND_EFFECT][chain, sample][positions]

@@ -1,6 +1,6 @@
 """Simulate a DNA-encoded library (DEL) screen whose truth is known.
 
-:func:`simulate_del` builds a three-cycle library from real building blocks joined by real reactions
+:func:`simulate_del` builds a three-cycle (or two-cycle) library from real building blocks joined by real reactions
 (RDKit reaction SMARTS), gives every compound a true target and matrix (bead) enrichment that follows from
 its structure, and draws sequencing counts from the physical story the models in delpyro assume. Its
 docstring tells the whole generative story; the returned :class:`~delpyro.data.DELData` carries the truth
@@ -15,6 +15,8 @@ The chemistry, in three steps:
 3. cycle 3, capping blocks on that amine: carboxylic acids (amide), aldehydes (reductive amination),
    sulfonyl chlorides (sulfonamide) and isocyanates (urea).
 
+A two-cycle library skips step 2: its second cycle caps the amine of cycle 1 with a block of step 3.
+
 Every block has exactly one reactive site for its step, so each product is unambiguous. The hand-written
 lists hold about fifty blocks a cycle; larger libraries add blocks made by putting one substituent (F, Cl,
 Br, Me, OMe, CF3, CN, OCF3) on a free position of a benzene ring of a listed block.
@@ -24,6 +26,7 @@ Br, Me, OMe, CF3, CN, OCF3) on a free position of a benzene ring of a listed blo
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -337,9 +340,15 @@ def _decoration(group: str) -> rdChemReactions.ChemicalReaction:
 
 
 def max_building_blocks() -> tuple[int, int, int]:
-    """How many building blocks each cycle can have (hand-written plus decorated)."""
+    """How many building blocks each cycle of a three-cycle library can have (hand-written plus decorated).
+    A two-cycle library draws its cycles from the pools of cycles 1 and 3: at most the first and the last."""
     first, second, third = (len(_pool(cycle)) for cycle in range(3))
     return first, second, third
+
+
+def _pools(n_cycles: int) -> tuple[int, ...]:
+    """The pool each cycle draws from: (1, 2, 3) for three cycles, (1, 3) for two (amino acid, then cap)."""
+    return (0, 1, 2) if n_cycles == 3 else (0, 2)
 
 
 def building_block_pool(cycle: int) -> pd.DataFrame:
@@ -365,12 +374,15 @@ def _pick(rng: np.random.Generator, blocks: list[_Block], k: int) -> list[_Block
     return listed + [made[i] for i in extra]
 
 
-def _choose_blocks(rng: np.random.Generator, cycle: int, n: int, pharmacophore_fraction: float) -> list[_Block]:
-    pool = _pool(cycle)
+def _choose_blocks(
+    rng: np.random.Generator, cycle: int, n: int, pharmacophore_fraction: float, pool_index: int
+) -> list[_Block]:
+    pool = _pool(pool_index)
     if n > len(pool):
         raise ValueError(
             f"n_per_cycle[{cycle}] = {n}: cycle {cycle + 1} can have at most {len(pool)} building blocks "
-            f"(the maximum per cycle is {max_building_blocks()})"
+            f"(the maximum per cycle is {max_building_blocks()} for three cycles, "
+            f"{max_building_blocks()[::2]} for two)"
         )
     with_pharmacophore = [block for block in pool if block.pharmacophore]
     without = [block for block in pool if not block.pharmacophore]
@@ -397,10 +409,11 @@ def _react(reaction: rdChemReactions.ChemicalReaction, block: Chem.Mol, amine: C
 
 
 def _enumerate(blocks: Sequence[list[_Block]], shortcuts: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Products of every (cycle 1, cycle 2, cycle 3) triple, cycle 1 slowest.
+    """Products of every combination of one block per cycle, cycle 1 slowest (two or three cycles).
 
-    Returns SMILES (object array), has-pharmacophore (bool) and Crippen logP per compound. The dimers of
-    cycles 1 and 2 are made once; each is then capped by every cycle-3 block.
+    Returns SMILES (object array), has-pharmacophore (bool) and Crippen logP per compound. The intermediates
+    of every cycle but the last (cycle 1 on the linker, then cycle 2 coupled to it) are made once; each is
+    then capped by every block of the last cycle.
 
     Two shortcuts keep a million compounds within minutes, each checked on a sample of products:
 
@@ -416,10 +429,12 @@ def _enumerate(blocks: Sequence[list[_Block]], shortcuts: bool = True) -> tuple[
     amide = _reaction("amide coupling")
     linker = Chem.MolFromSmiles(LINKER_SMILES)
     attached = [_react(amide, Chem.MolFromSmiles(block.smiles), linker) for block in blocks[0]]
-    second = [Chem.MolFromSmiles(block.smiles) for block in blocks[1]]
-    dimers = [_react(amide, block, amine) for amine in attached for block in second]
-    caps = [Chem.MolFromSmiles(block.smiles) for block in blocks[2]]
-    cap_reactions = [_reaction(block.chemistry) for block in blocks[2]]
+    dimers = attached
+    for middle in blocks[1:-1]:
+        second = [Chem.MolFromSmiles(block.smiles) for block in middle]
+        dimers = [_react(amide, block, amine) for amine in dimers for block in second]
+    caps = [Chem.MolFromSmiles(block.smiles) for block in blocks[-1]]
+    cap_reactions = [_reaction(block.chemistry) for block in blocks[-1]]
     pharmacophore = _pattern(PHARMACOPHORE_SMARTS)
 
     n_dimers, n_caps = len(dimers), len(caps)
@@ -470,12 +485,12 @@ def _enumerate(blocks: Sequence[list[_Block]], shortcuts: bool = True) -> tuple[
 # the simulation
 
 
-def _per_cycle(value: float | Sequence[float], name: str) -> list[float]:
+def _per_cycle(value: float | Sequence[float], name: str, n_cycles: int) -> list[float]:
     if np.ndim(value) == 0:
-        return [float(value)] * 3
+        return [float(value)] * n_cycles
     values = [float(v) for v in value]
-    if len(values) != 3:
-        raise ValueError(f"{name}: expected one number or three (one per cycle), got {value!r}")
+    if len(values) != n_cycles:
+        raise ValueError(f"{name}: expected one number or {n_cycles} (one per cycle), got {value!r}")
     return values
 
 
@@ -519,8 +534,8 @@ def _check_arguments(
     reads_per_compound: float,
 ) -> None:
     """A ValueError naming the first argument of :func:`simulate_del` that is out of range."""
-    if len(n_per_cycle) != 3 or min(n_per_cycle) < 1:
-        raise ValueError(f"n_per_cycle: expected three positive sizes, got {n_per_cycle!r}")
+    if len(n_per_cycle) not in (2, 3) or min(n_per_cycle) < 1:
+        raise ValueError(f"n_per_cycle: expected two or three positive sizes, got {n_per_cycle!r}")
     if n_target_replicates < 1 or n_control_replicates < 0:
         raise ValueError("n_target_replicates must be at least 1 and n_control_replicates at least 0")
     if n_poses < 0 or (n_poses > 0 and n_pose_features < 2):
@@ -548,20 +563,19 @@ def _check_arguments(
 class _Library:
     """The chosen blocks and every compound made from them (stage 1)."""
 
-    n_per_cycle: tuple[int, int, int]
+    n_per_cycle: tuple[int, ...]
     blocks: list[list[_Block]]  # per cycle k: [n_per_cycle[k]]
     block_ids: list[np.ndarray]  # per cycle k: object [n_per_cycle[k]], "A001", "B013", ...
-    index: np.ndarray  # int [3, n_compounds]: each compound's block position in each cycle
+    index: np.ndarray  # int [n_cycles, n_compounds]: each compound's block position in each cycle
     compound_id: np.ndarray  # object [n_compounds], "A001-B013-C021"
     smiles: np.ndarray  # object [n_compounds]
     has_pharmacophore: np.ndarray  # bool [n_compounds]
     logp: np.ndarray  # float64 [n_compounds], Crippen logP
-    building_blocks: pd.DataFrame  # [n_compounds, 3]: block ids, one column per cycle
+    building_blocks: pd.DataFrame  # [n_compounds, n_cycles]: block ids, one column per cycle
 
     @property
     def n_compounds(self) -> int:
-        n1, n2, n3 = self.n_per_cycle
-        return n1 * n2 * n3
+        return int(np.prod(self.n_per_cycle))
 
 
 @dataclass(frozen=True, eq=False)
@@ -617,28 +631,26 @@ class _Poses:
     directions: np.ndarray  # float64 [2, n_pose_features]: signal and marker directions, orthonormal
 
 
-def _library(
-    rng: np.random.Generator, n_per_cycle: tuple[int, int, int], pharmacophore_fractions: list[float]
-) -> _Library:
+def _library(rng: np.random.Generator, n_per_cycle: tuple[int, ...], pharmacophore_fractions: list[float]) -> _Library:
     """Choose the blocks of each cycle, name them and enumerate every compound, cycle 1 varying slowest.
 
-    Takes the three cycle sizes and each cycle's pharmacophore block fraction; returns a :class:`_Library`:
-    blocks and ids per cycle ``[n_per_cycle[k]]``, and per compound the block positions ``[3, n_compounds]``,
-    ids, SMILES, has-pharmacophore and logP ``[n_compounds]``, block ids ``[n_compounds, 3]``. Draws only
-    in :func:`_choose_blocks`, cycle by cycle.
+    Takes the cycle sizes (two or three) and each cycle's pharmacophore block fraction; returns a
+    :class:`_Library`: blocks and ids per cycle ``[n_per_cycle[k]]``, and per compound the block positions
+    ``[n_cycles, n_compounds]``, ids, SMILES, has-pharmacophore and logP ``[n_compounds]``, block ids
+    ``[n_compounds, n_cycles]``. Draws only in :func:`_choose_blocks`, cycle by cycle.
     """
-    blocks = [_choose_blocks(rng, k, n_per_cycle[k], pharmacophore_fractions[k]) for k in range(3)]
+    n_cycles = len(n_per_cycle)
+    pools = _pools(n_cycles)
+    blocks = [_choose_blocks(rng, k, n_per_cycle[k], pharmacophore_fractions[k], pools[k]) for k in range(n_cycles)]
     width = max(3, len(str(max(n_per_cycle))))
     block_ids = [
         np.array([f"{letter}{j + 1:0{width}d}" for j in range(n)], dtype=object)
-        for letter, n in zip(_CYCLE_LETTERS, n_per_cycle, strict=True)
+        for letter, n in zip(_CYCLE_LETTERS[:n_cycles], n_per_cycle, strict=True)
     ]
     smiles, has_pharmacophore, logp = _enumerate(blocks)
-    index = np.indices(n_per_cycle).reshape(3, -1)
-    compound_id = np.array(
-        [f"{a}-{b}-{c}" for a in block_ids[0] for b in block_ids[1] for c in block_ids[2]], dtype=object
-    )
-    building_blocks = pd.DataFrame({CYCLES[k]: block_ids[k][index[k]] for k in range(3)})
+    index = np.indices(n_per_cycle).reshape(n_cycles, -1)
+    compound_id = np.array(["-".join(ids) for ids in itertools.product(*block_ids)], dtype=object)
+    building_blocks = pd.DataFrame({CYCLES[k]: block_ids[k][index[k]] for k in range(n_cycles)})
     return _Library(
         n_per_cycle=n_per_cycle,
         blocks=blocks,
@@ -655,7 +667,7 @@ def _library(
 def _disynthons(
     rng: np.random.Generator, library: _Library, fraction: float, scale: float
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Disynthon effects for the cycle pairs (1, 2), (1, 3), (2, 3), in that order.
+    """Disynthon effects for every pair of cycles: (1, 2), (1, 3), (2, 3) in that order, or (1, 2).
 
     In each pair of cycles a ``fraction`` of the block pairs (at least one when above zero) is active, with
     an effect gamma distributed (shape 9) around ``scale``. Returns the sum of a compound's effects
@@ -664,7 +676,7 @@ def _disynthons(
     n_per_cycle, index, block_ids = library.n_per_cycle, library.index, library.block_ids
     total = np.zeros(library.n_compounds)
     records: list[dict[str, Any]] = []
-    for first, second in ((0, 1), (0, 2), (1, 2)):
+    for first, second in itertools.combinations(range(len(n_per_cycle)), 2):
         n_pairs = n_per_cycle[first] * n_per_cycle[second]
         n_active = 0 if fraction <= 0 else min(n_pairs, max(1, round(fraction * n_pairs)))
         pairs = np.sort(rng.choice(n_pairs, size=n_active, replace=False))
@@ -704,7 +716,7 @@ def _target_enrichment(
     """
     n_per_cycle, index = library.n_per_cycle, library.index
     bb_effects = [_sparse_effects(rng, m, bb_effect_fraction, bb_effect_scale, 0.25) for m in n_per_cycle]
-    building_blocks = sum(bb_effects[k][index[k]] for k in range(3))
+    building_blocks = sum(bb_effects[k][index[k]] for k in range(len(n_per_cycle)))
     disynthons, disynthon_effects = _disynthons(rng, library, disynthon_fraction, disynthon_effect_scale)
     pharmacophore = pharmacophore_effect * library.has_pharmacophore
     noise = rng.normal(0.0, target_noise, size=library.n_compounds)
@@ -739,7 +751,7 @@ def _matrix_enrichment(
     """
     n_per_cycle, index, logp = library.n_per_cycle, library.index, library.logp
     bb_effects = [_sparse_effects(rng, m, matrix_bb_fraction, matrix_bb_scale, 0.0) for m in n_per_cycle]
-    building_blocks = sum(bb_effects[k][index[k]] for k in range(3))
+    building_blocks = sum(bb_effects[k][index[k]] for k in range(len(n_per_cycle)))
     logp_threshold = None
     lipophilicity = np.zeros(library.n_compounds)
     if matrix_logp_fraction > 0:
@@ -762,13 +774,13 @@ def _load(
     """Each block's synthesis yield ``[n_per_cycle[k]]`` and each compound's relative amount ``[n_compounds]``.
 
     Yields are Beta with mean ``yield_mean`` and concentration ``yield_concentration``, cycle by cycle; a
-    compound's amount is the product of its three yields times lognormal noise (sd ``load_noise``), scaled
+    compound's amount is the product of its blocks' yields times lognormal noise (sd ``load_noise``), scaled
     to mean 1.
     """
     index = library.index
     alpha, beta = yield_mean * yield_concentration, (1.0 - yield_mean) * yield_concentration
     yields = [rng.beta(alpha, beta, size=m) for m in library.n_per_cycle]
-    relative = yields[0][index[0]] * yields[1][index[1]] * yields[2][index[2]]
+    relative = np.prod([cycle_yields[index[k]] for k, cycle_yields in enumerate(yields)], axis=0)
     relative = relative * np.exp(rng.normal(0.0, load_noise, size=library.n_compounds))
     relative /= relative.mean()
     return _Load(yields=yields, relative=relative)
@@ -945,7 +957,7 @@ def _attrs(
         "disynthon_effects": target.disynthon_effects,
         **attrs_poses,
     }
-    for k, cycle in enumerate(CYCLES):
+    for k, cycle in enumerate(CYCLES[: len(library.n_per_cycle)]):
         ids = [str(i) for i in library.block_ids[k]]
         blocks = library.blocks[k]
         attrs["building_block_smiles"][cycle] = {i: b.smiles for i, b in zip(ids, blocks, strict=True)}
@@ -995,10 +1007,12 @@ def simulate_del(
     pose_marker: float = 3.0,
     pose_dtype: str = "float32",
 ) -> DELData:
-    """Simulate a three-cycle DEL screen from real building blocks, with its truth.
+    """Simulate a three-cycle (or two-cycle) DEL screen from real building blocks, with its truth.
 
-    ``n_per_cycle`` gives the number of building blocks of each cycle (at most :func:`max_building_blocks`:
-    a ValueError beyond), so the screen has their product of compounds; ``n_target_replicates`` and
+    ``n_per_cycle`` gives the number of building blocks of each cycle, three numbers or two (at most
+    :func:`max_building_blocks`: a ValueError beyond), so the screen has their product of compounds. A
+    two-cycle library couples cycle 1 (amino acids) to the linker and caps it with cycle 2, drawn from the
+    capping pool (the third cycle's: at most 488 x 885 compounds); ``n_target_replicates`` and
     ``n_control_replicates`` (which may be 0) the replicates of each arm; ``with_load`` whether pre-selection
     counts come with it; ``n_poses`` and ``n_pose_features`` the docked-pose features (none by default).
     Returns a :class:`~delpyro.data.DELData` with ``truth`` and ``attrs``. The defaults make 27,000
@@ -1032,7 +1046,7 @@ def simulate_del(
     + normal noise with sd ``matrix_noise``. Most compounds have m near 1.
 
     **Load.** Each block has a synthesis yield, Beta distributed with mean ``yield_mean`` and concentration
-    ``yield_concentration``; a compound's relative amount is the product of its three yields times lognormal
+    ``yield_concentration``; a compound's relative amount is the product of its blocks' yields times lognormal
     noise (sd ``load_noise``), scaled to mean 1 (``truth["load"]``). With ``with_load`` the screen's
     ``load`` is a pre-selection sequencing count, Poisson with mean ``load_reads_per_compound`` x load.
 
@@ -1087,7 +1101,7 @@ def simulate_del(
         inert_log_target = -2.5 if combine == "additive" else 0.0
     if binder_log_threshold is None:
         binder_log_threshold = inert_log_target + 2.5
-    pharmacophore_fractions = _per_cycle(pharmacophore_block_fraction, "pharmacophore_block_fraction")
+    pharmacophore_fractions = _per_cycle(pharmacophore_block_fraction, "pharmacophore_block_fraction", len(n_per_cycle))
 
     # One generator for everything, drawn from stage by stage in this order.
     rng = np.random.default_rng(seed)

@@ -27,7 +27,7 @@ import pyro
 import torch
 
 from delpyro.batches import Minibatches
-from delpyro.config import ModelConfig
+from delpyro.config import ModelConfig, batch_size_for
 from delpyro.data import DELData
 from delpyro.encoding import Encoding, screen_digest
 from delpyro.guides import build_guide
@@ -231,7 +231,7 @@ def fit(
             result.model.to(device)
     config, seed, model = result.config, result.seed, result.model
     epochs = config.epochs if epochs is None else epochs
-    batch_size = config.batch_size if batch_size is None else batch_size
+    batch_size = batch_size or config.batch_size or batch_size_for(train.n_compounds)
     encoding = model.encoding
     batches = Minibatches(encoding.encode(train, cache_dir=cache_dir), batch_size, seed=seed, device=model.device)
     batches.epoch = result.epoch

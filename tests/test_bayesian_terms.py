@@ -51,21 +51,25 @@ def test_latent_terms_and_intercepts(bb_fit) -> None:
     model = bb_fit.model
     assert model.latent_terms == ("intercept", "building_blocks", "compound")
     sites = bb_fit.global_sites()
-    assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_scale", "bb_z"} <= set(sites)
+    assert {"target_intercept", "matrix_intercept", "compound_scale", "bb_scale", "bb_z", "bb_pair_z"} <= set(sites)
     assert "compound_effect" not in sites
-    # the summaries see the two building-block sites split by arm and family, element for element
+    # the summaries see the three building-block sites split by arm and family, element for element
     term = model.building_blocks
     raw = bb_fit.sample_sites(7, seed=3)
     named = bb_fit.sample_globals(7, seed=3)
     families = [name for name, _ in term.families]
     assert families == ["cycle1", "cycle2", "cycle3", "cycle1+cycle2", "cycle1+cycle3", "cycle2+cycle3"]
-    assert raw["bb_scale"].shape == (7, 2, 6) and raw["bb_z"].shape == (7, 2, term.n_slots)
+    assert raw["bb_scale"].shape == (7, 2, 6) and raw["bb_z"].shape == (7, 2, term.n_cycle_slots)
+    assert raw["bb_pair_z"].shape == (7, term.n_pair_slots, 2)  # every pair slot, drawn for the summaries
     for a, arm in enumerate(("target", "matrix")):
-        start = 0
+        start = {"bb_z": 0, "bb_pair_z": 0}
         for k, (name, size) in enumerate(term.families):
             np.testing.assert_array_equal(named[f"bb_{arm}_scale_{name}"], raw["bb_scale"][:, a, k])
-            np.testing.assert_array_equal(named[f"bb_{arm}_{name}"], raw["bb_z"][:, a, start : start + size])
-            start += size
+            site = "bb_z" if k < 3 else "bb_pair_z"
+            at = start[site]
+            value = raw["bb_z"][:, a, at : at + size] if k < 3 else raw["bb_pair_z"][:, at : at + size, a]
+            np.testing.assert_array_equal(named[f"bb_{arm}_{name}"], value)
+            start[site] += size
     assert "bb_scale" not in named and "bb_matrix_cycle2+cycle3" in named
 
 
@@ -78,10 +82,11 @@ def test_building_block_sum_equals_each_familys_effects_looked_up_one_by_one(bb_
     codes = torch.as_tensor(arrays["building_block_codes"])
     torch.manual_seed(0)
     scale = torch.rand(2, len(term.families)) + 0.5
-    z = torch.randn(2, term.n_slots)
+    z = torch.randn(2, term.n_cycle_slots)
+    pair_z = torch.randn(term.n_pair_slots, 2)
     effects = term.effects(scale, z)
-    output = term(effects, codes)
-    named = term.named(effects, "effect")
+    output = term(scale, effects, codes, pair_z, term.pair_slots(codes))
+    named = {**term.named(effects, "effect"), **term.named(term.pair_effects(scale, pair_z), "pair_effect")}
     for arm, got in output.items():
         expected = torch.zeros(len(codes))
         for k, (name, _) in enumerate(term.families):

@@ -57,6 +57,16 @@ def test_predict_quick(tmp_path: Path) -> None:
     assert float(values["peak_rss_mb"]) >= float(values["baseline_mb"])
 
 
+def test_scaling_quick(tmp_path: Path) -> None:
+    values = run_quick("scaling.py", "--dir", str(tmp_path))
+    assert int(values["three_cycle_8000_compounds"]) == 8000 and int(values["two_cycle_900_compounds"]) == 900
+    assert values["two_cycle_8100_families"] == "cycle1, cycle2"  # one compound a pair: no pair family
+    assert "cycle1+cycle2" in values["three_cycle_8000_families"]
+    for library in ("three_cycle", "two_cycle"):
+        assert float(values[f"ratio_{library}"]) > 0
+    assert float(values["ratio"]) == max(float(values["ratio_three_cycle"]), float(values["ratio_two_cycle"]))
+
+
 @pytest.mark.parametrize("script", ["featurize.py"])
 def test_featurize_quick(script: str) -> None:
     completed = subprocess.run(

@@ -1,4 +1,5 @@
-"""Checkpoints: a round trip predicts identically, format 2 still loads, other formats are refused."""
+"""Checkpoints: a round trip predicts identically, formats 2 and 3 still load (without disynthon families),
+other formats are refused."""
 
 from __future__ import annotations
 
@@ -43,10 +44,24 @@ def test_other_formats_are_refused_saying_why(pose_fit, tmp_path) -> None:
         load(tmp_path / "list.pt")
 
 
+def test_a_format_3_checkpoint_with_disynthon_families_is_refused_saying_why(tmp_path) -> None:
+    screen = delpyro.simulate_del(seed=21, n_per_cycle=(4, 3, 3))
+    result = fit(screen, None, delpyro.ModelConfig(bb_pairs=True), epochs=1, progress="none")
+    state = result.state()
+    state["format"] = 3
+    checkpoint.write(state, tmp_path / "pairs.pt")
+    with pytest.raises(ValueError, match="disynthon families, written before pair effects became a local site"):
+        load(tmp_path / "pairs.pt")
+    state["encoding"] = {**state["encoding"], "pair_keys": {}, "pair_counts": None}  # no pair families: loads
+    assert checkpoint.read(checkpoint.write(state, tmp_path / "cycles.pt"))["encoding"]["pair_counts"] == {}
+
+
 def test_a_format_2_checkpoint_loads_and_predicts_what_it_predicted_when_written() -> None:
-    """``checkpoint_format2.pt`` was written by the previous layout of the package (format 2: a ``spec``,
-    networks under ``terms.``, ``n_blocks``, ``observation.`` point estimates), with the predictions it
-    gave then beside it. Loaded now, it must give the same predictions, and go on training."""
+    """``checkpoint_format2.pt`` is in the layout of format 2 (a ``spec``, networks under ``terms.``,
+    ``n_blocks``, ``observation.`` point estimates), of a model without disynthon families (a file written
+    with pairs, its pair slots and scales cut out as format 2 held a model with ``bb_pairs=False``), with
+    the predictions that the format-3 reader gave for it beside it. Loaded now, it must give the same
+    predictions, and go on training."""
     screen = delpyro.simulate_del(seed=21, n_per_cycle=(4, 3, 3))
     loaded = load(DATA / "checkpoint_format2.pt")
     assert loaded.config.n_layers == 1 and loaded.config.gates == "latent"

@@ -170,7 +170,8 @@ def test_fixed_gates_are_not_params_and_learned_gates_are() -> None:
 
 def test_every_site_of_the_default_model_is_in_one_trace() -> None:
     """The default model on a screen with controls, load and building blocks: the sites its docstring
-    lists, with their shapes; the per-compound effects are the only local sites a guide covers."""
+    lists, with their shapes; the per-compound effects and the pairs' normals are the local sites, the
+    pairs in the batch's slots only."""
     screen = delpyro.simulate_del(seed=3, n_per_cycle=(4, 3, 3))
     config = ModelConfig(hidden_size=8, n_layers=1, fingerprint_bits=64, depth_deviation=0.1, matrix_shift="latent")
     encoding = Encoding.fit(screen, config)
@@ -180,7 +181,9 @@ def test_every_site_of_the_default_model_is_in_one_trace() -> None:
         trace = pyro.poutine.trace(model).get_trace(batch)
         network = model.network_enrichments(batch)  # dropout off, as in the trace
     sample = {name: tuple(s["value"].shape) for name, s in trace.nodes.items() if s["type"] == "sample"}
-    n_families, n_slots = len(encoding.families), sum(size for _, size in encoding.families)
+    n_families, n_slots = len(encoding.families), sum(size for _, size in encoding.families[:3])
+    n_pairs = len(model.pair_subsample(batch).slots)  # the 7 compounds' pairs: 3 families, shared pairs once
+    assert 7 < n_pairs <= 21
     expected = {
         "control_gate": (),
         "control_concentration": (),
@@ -191,6 +194,7 @@ def test_every_site_of_the_default_model_is_in_one_trace() -> None:
         "target_depth_deviation": (3,),
         "bb_scale": (2, n_families),
         "bb_z": (2, n_slots),
+        "bb_pair_z": (n_pairs, 2),
         "compound_scale": (),
         "compound_matrix_scale": (),
         "compound_effect": (7, 2),
@@ -202,15 +206,18 @@ def test_every_site_of_the_default_model_is_in_one_trace() -> None:
         "target_counts": (7, 3),
     }
     plates = {name for name, s in trace.nodes.items() if s["type"] == "sample" and name not in expected}
-    assert plates == {"control_replicates", "target_replicates", "bb_arms", "bb_families", "bb_slots", "screened",
-                      "compounds"}  # fmt: skip
+    assert plates == {"control_replicates", "target_replicates", "bb_arms", "bb_families", "bb_slots", "pair_slots",
+                      "screened", "compounds"}  # fmt: skip
     assert {name: sample[name] for name in expected} == expected
     locals_ = {name for name, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
-               and any(f.name == "screened" for f in s["cond_indep_stack"])}  # fmt: skip
-    assert locals_ == set(delpyro.model.LOCAL_SITES) == {"compound_effect"}
-    # the recorded parts add up: log t = network + blocks + compound effect
-    effects = model.building_blocks.effects(trace.nodes["bb_scale"]["value"], trace.nodes["bb_z"]["value"])
-    blocks = model.building_blocks(effects, batch["building_block_codes"])
+               and any(f.name in ("screened", "pair_slots") for f in s["cond_indep_stack"])}  # fmt: skip
+    assert locals_ == set(delpyro.model.LOCAL_SITES) == {"compound_effect", "bb_pair_z"}
+    # the recorded parts add up: log t = network + blocks + pairs + compound effect
+    scale = trace.nodes["bb_scale"]["value"]
+    effects = model.building_blocks.effects(scale, trace.nodes["bb_z"]["value"])
+    pair_z = trace.nodes["bb_pair_z"]["value"]
+    codes = batch["building_block_codes"]
+    blocks = model.building_blocks(scale, effects, codes, pair_z, model.pair_positions(batch, pair_z))
     for arm in ("target", "matrix"):
         total = getattr(network, arm) + blocks[arm] + trace.nodes[f"compound_{arm}_effect"]["value"][:, 0]
         torch.testing.assert_close(trace.nodes[f"log_{arm}_enrichment"]["value"][:, 0], total)
@@ -218,6 +225,8 @@ def test_every_site_of_the_default_model_is_in_one_trace() -> None:
     table = model.site_table().set_index("site")
     assert set(table.index) == set(expected) | {"new_compound_effect"}
     assert table.loc["compound_effect", "role"] == "local" and table.loc["new_compound_effect", "role"] == "prior draw"
+    assert table.loc["bb_pair_z", "role"] == "local"
+    assert table.loc["bb_pair_z", "shape"] == (model.building_blocks.n_pair_slots, 2)
     assert table.loc["target_counts", "distribution"] == "ZINB" and table.loc["bb_z", "shape"] == (2, n_slots)
     assert set(table["role"]) == {"global", "local", "prior draw", "recorded", "observed"}
 

@@ -193,16 +193,18 @@ def test_building_block_forest(fitted, tmp_path):
     assert set(_labels(fig.axes[0].get_yticklabels())) == largest
 
 
-def test_disynthon_effects_are_interactions(fitted):
+def test_disynthon_effects_are_the_pairs_scaled_normals(fitted):
     _, result, _, _ = fitted
     pairs = result.disynthon_effects(num_samples=50)
     assert sorted(pairs["cycle"].unique()) == ["cycle1+cycle2", "cycle1+cycle3", "cycle2+cycle3"]
     assert len(pairs) == 3 * 16
     family = pairs[pairs["cycle"] == "cycle1+cycle2"]
     assert family["building_block"].iloc[0] == f"{family['block_a'].iloc[0]}+{family['block_b'].iloc[0]}"
-    # double centring: interactions sum to zero over either block's pairs, draw by draw, so in the mean
-    np.testing.assert_allclose(family.groupby("block_a")["mean"].sum(), 0.0, atol=1e-6)
-    np.testing.assert_allclose(family.groupby("block_b")["mean"].sum(), 0.0, atol=1e-6)
+    # a pair's effect is its family's scale times its own normal (not centred), draw by draw
+    draws = result.sample_globals(50)
+    effect = draws["bb_target_scale_cycle1+cycle2"][:, None] * draws["bb_target_cycle1+cycle2"]
+    np.testing.assert_allclose(family["mean"], effect[:, :16].mean(0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(family.groupby("block_a")["mean"].sum(), 0.0, atol=1e-3)
     one = result.disynthon_effects(("cycle3", "cycle2"), num_samples=50)
     assert set(one["cycle"]) == {"cycle2+cycle3"}
 

@@ -128,6 +128,30 @@ def test_every_smiles_is_the_product_of_its_building_blocks() -> None:
     assert len(kinds_seen) >= 2
 
 
+def test_a_two_cycle_library_caps_cycle_1_on_the_linker() -> None:
+    data = simulate_del(seed=4, n_per_cycle=(6, 9), pharmacophore_block_fraction=0.3)
+    assert data.n_compounds == 54 and list(data.building_blocks.columns) == ["cycle1", "cycle2"]
+    block_smiles = data.attrs["building_block_smiles"]
+    assert sorted(block_smiles) == ["cycle1", "cycle2"]
+    for i in range(data.n_compounds):
+        a, b = data.building_blocks.iloc[i].tolist()
+        assert data.compound_id[i] == f"{a}-{b}"
+        cap = block_smiles["cycle2"][b]
+        kinds = [
+            k for k, group in CAP_GROUPS.items() if Chem.MolFromSmiles(cap).HasSubstructMatch(Chem.MolFromSmarts(group))
+        ]
+        assert len(kinds) == 1, cap
+        assert data.smiles[i] == react_by_hand(kinds[0], cap, react_by_hand("acid", block_smiles["cycle1"][a], "CN"))
+    assert [record["cycles"] for record in data.attrs["disynthon_effects"]] == [["cycle1", "cycle2"]]
+    truth = data.truth
+    parts = truth[["target_pharmacophore", "target_building_blocks", "target_disynthons", "target_noise"]].sum(axis=1)
+    np.testing.assert_allclose(truth["log_target_enrichment"], data.attrs["inert_log_target"] + parts)
+    yields = data.attrs["building_block_yields"]
+    product = np.array([yields["cycle1"][a] * yields["cycle2"][b] for a, b in data.building_blocks.to_numpy()])
+    # the load is the product of the two yields times lognormal noise: its log tracks the yields' closely
+    assert np.corrcoef(np.log(product), np.log(truth["load"]))[0, 1] > 0.8
+
+
 def test_pharmacophore_is_found_on_the_product_and_drives_binding(screen: DELData) -> None:
     truth = screen.truth
     matched = np.array([Chem.MolFromSmiles(s).HasSubstructMatch(SULFONAMIDE) for s in screen.smiles])
@@ -288,7 +312,9 @@ def test_too_many_blocks_or_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="combine"):
         simulate_del(n_per_cycle=(2, 2, 2), combine="sum")
     with pytest.raises(ValueError, match="n_per_cycle"):
-        simulate_del(n_per_cycle=(2, 2))
+        simulate_del(n_per_cycle=(2, 2, 2, 2))
+    with pytest.raises(ValueError, match=f"at most {largest[2]} building blocks"):  # a two-cycle library caps
+        simulate_del(n_per_cycle=(2, largest[2] + 1))
     with pytest.raises(ValueError, match="target_gate"):
         simulate_del(n_per_cycle=(2, 2, 2), target_gate=1.5)
 
@@ -297,8 +323,10 @@ def test_enumeration_shortcuts_match_the_slow_path() -> None:
     from delpyro.simulate import _choose_blocks, _enumerate
 
     rng = np.random.default_rng(4)
-    blocks = [_choose_blocks(rng, k, n, 0.2) for k, n in enumerate((4, 5, 12))]
-    fast = _enumerate(blocks)
-    slow = _enumerate(blocks, shortcuts=False)
-    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
-    np.testing.assert_allclose(fast[2], slow[2], atol=1e-6)
+    for sizes, pools in (((4, 5, 12), (0, 1, 2)), ((6, 11), (0, 2))):
+        blocks = [_choose_blocks(rng, k, n, 0.2, pool) for k, (n, pool) in enumerate(zip(sizes, pools, strict=True))]
+        fast = _enumerate(blocks)
+        slow = _enumerate(blocks, shortcuts=False)
+        assert len(fast[0]) == np.prod(sizes)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+        np.testing.assert_allclose(fast[2], slow[2], atol=1e-6)
