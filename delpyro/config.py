@@ -62,7 +62,7 @@ PAIR_MIN_COMPOUNDS = 2
 
 #: The default batch (``batch_size=None``) gives about this many steps an epoch, within these bounds.
 STEPS_PER_EPOCH = 16
-BATCH_SIZE_BOUNDS = (256, 8192)
+BATCH_SIZE_BOUNDS = (256, 4096)
 
 
 def batch_size_for(n_compounds: int) -> int:
@@ -181,8 +181,8 @@ class ModelConfig:
     #: gates, concentrations); None: lr.
     guide_lr: float | None = 0.05
     #: Compounds per training step; None: a batch that grows with the training screen, about
-    #: ``STEPS_PER_EPOCH`` (16) steps an epoch, a power of two from 256 to 8,192 (:func:`batch_size_for`:
-    #: 256 below 5,800 compounds, 2,048 for 27,000, 8,192 from 93,000). A step's cost has a fixed part
+    #: ``STEPS_PER_EPOCH`` (16) steps an epoch, a power of two from 256 to 4,096 (:func:`batch_size_for`:
+    #: 256 below 5,800 compounds, 2,048 for 27,000, 4,096 from 46,000). A step's cost has a fixed part
     #: (the Pyro sites, the optimizer and moving average over every parameter) that a larger batch spreads
     #: over more compounds; the network, a point estimate, takes fewer steps an epoch and fits less of the
     #: compounds' noise. See bench/README.md (batch_size.py) for the measurements behind it.

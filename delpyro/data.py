@@ -504,6 +504,14 @@ def as_strings(values: Any, column: str, n: int) -> np.ndarray:
     return array
 
 
+def shared_strings(values: Any) -> np.ndarray:
+    """An object array of ``values`` in which equal values are one object (missing ones None): a
+    building-block column repeats a few hundred ids over every compound, and one Python string per row
+    would cost about 50 bytes a compound a cycle."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object if isinstance(values, list) else None))
+    return np.append(np.asarray(uniques, dtype=object), None)[codes]  # code -1 (missing) takes the None
+
+
 def check_unique(values: np.ndarray, column: str) -> None:
     duplicated = pd.Series(values).duplicated(keep=False).to_numpy()
     bad = np.flatnonzero(duplicated)
@@ -533,7 +541,7 @@ def _as_building_blocks(frame: Any, n: int) -> pd.DataFrame:
         raise DELDataError("building_blocks: expected at least one cycle column, got none")
     columns = {}
     for cycle in frame.columns:
-        columns[str(cycle)] = as_strings(frame[cycle].to_numpy(dtype=object), str(cycle), n)
+        columns[str(cycle)] = as_strings(shared_strings(frame[cycle]), str(cycle), n)
     return pd.DataFrame(columns)
 
 

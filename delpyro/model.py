@@ -392,7 +392,7 @@ class DELModel(nn.Module):
                     sites[BB_SCALE] = pyro.sample(BB_SCALE, dist.HalfNormal(config.bb_prior_scale))
                 with pyro.plate("bb_slots", self.building_blocks.n_cycle_slots, dim=-1):
                     sites[BB_Z] = pyro.sample(BB_Z, dist.Normal(0.0, 1.0))
-            if self.building_blocks.has_pairs:
+            if self.building_blocks.has_pairs:  # local: the batch's pairs, each prior weighted (pair_plate)
                 with self.pair_plate(batch):
                     prior = dist.Normal(torch.zeros(len(self.arms), device=device), 1.0).to_event(1)
                     sites[BB_PAIR_Z] = pyro.sample(BB_PAIR_Z, prior)

@@ -33,6 +33,7 @@ from delpyro.data import (
     is_missing_string,
     rows_text,
     separator,
+    shared_strings,
     sidecar_paths,
     table_kind,
 )
@@ -424,7 +425,7 @@ def read_counts(
         building_blocks=(
             pd.DataFrame(
                 {
-                    name: as_strings(table[c].to_numpy(dtype=object), c, n_rows)
+                    name: as_strings(shared_strings(table[c]), c, n_rows)
                     for name, c in zip(strip(bb_columns, "bb:"), bb_columns, strict=True)
                 }
             )
