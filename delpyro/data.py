@@ -504,11 +504,11 @@ def as_strings(values: Any, column: str, n: int) -> np.ndarray:
     return array
 
 
-def shared_strings(values: Any) -> np.ndarray:
+def shared_strings(values: pd.Series | np.ndarray) -> np.ndarray:
     """An object array of ``values`` in which equal values are one object (missing ones None): a
     building-block column repeats a few hundred ids over every compound, and one Python string per row
     would cost about 50 bytes a compound a cycle."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object if isinstance(values, list) else None))
+    codes, uniques = pd.factorize(values)
     return np.append(np.asarray(uniques, dtype=object), None)[codes]  # code -1 (missing) takes the None
 
 

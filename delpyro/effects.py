@@ -84,6 +84,9 @@ class BuildingBlockEffects(nn.Module):
         self.register_buffer("cycle_offsets", torch.as_tensor(cycle_starts[:-1]), persistent=False)
         self.register_buffer("pair_offsets", torch.as_tensor(pair_starts[:-1]), persistent=False)
         self.register_buffer("pair_counts", torch.as_tensor(pair_counts, dtype=torch.float32), persistent=False)
+        # each pair slot's family, counted from the first pair family
+        family = np.repeat(np.arange(len(families) - n_cycles), np.diff(pair_starts))
+        self.register_buffer("pair_family", torch.as_tensor(family, dtype=torch.long), persistent=False)
 
     @property
     def has_pairs(self) -> bool:
@@ -97,11 +100,7 @@ class BuildingBlockEffects(nn.Module):
     def pair_effects(self, scale: torch.Tensor, pair_z: torch.Tensor) -> torch.Tensor:
         """Every pair slot's effects ``[..., n_pair_slots, n_arms]`` from ``bb_scale`` and ``bb_pair_z`` drawn
         over all of them: each slot's family scale times its normal."""
-        family = torch.repeat_interleave(
-            torch.arange(len(self.families) - self.n_cycles, device=pair_z.device),
-            torch.as_tensor([stop - start for start, stop in self.slots[self.n_cycles :]], device=pair_z.device),
-        )
-        return scale[..., self.n_cycles :].index_select(-1, family).transpose(-1, -2) * pair_z
+        return scale[..., self.n_cycles :].index_select(-1, self.pair_family).transpose(-1, -2) * pair_z
 
     def pair_slots(self, codes: torch.Tensor) -> torch.Tensor:
         """Each compound's slot in ``bb_pair_z`` per pair family, int64 ``[batch, n_pair_families]``, from the

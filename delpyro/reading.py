@@ -168,6 +168,13 @@ def _check_column_names(columns: list[str], source: Any) -> None:
         )
 
 
+def _tell(note: str, report: list[str] | None) -> None:
+    """A note on what reading did: a warning (at ``read_counts``' caller) and, when given, a line of ``report``."""
+    warnings.warn(note, stacklevel=3)
+    if report is not None:
+        report.append(note)
+
+
 def read_counts(
     source: str | Path | pd.DataFrame,
     *,
@@ -331,9 +338,7 @@ def read_counts(
             f"{where}: completed from {library_name}: {int((~observed).sum()):,} members without reads added with "
             f"zero counts to the {n_rows:,} the table lists"
         )
-        warnings.warn(note, stacklevel=2)
-        if report is not None:
-            report.append(note)
+        _tell(note, report)
         n_rows = len(table)
 
     smiles_values = np.array(
@@ -355,9 +360,7 @@ def read_counts(
         n_repaired = repair.repaired.size
         if n_repaired:
             note = "\n".join(repair.report_lines(smiles_column))
-            warnings.warn(note, stacklevel=2)
-            if report is not None:
-                report.append(note)
+            _tell(note, report)
             as_read["smiles_as_read"] = smiles_values
             smiles_values = repair.smiles.copy()
     if bad_smiles.size:
@@ -382,9 +385,7 @@ def read_counts(
             f"dropped {bad_smiles.size} of {n_rows} rows whose {smiles_column!r} RDKit cannot parse and "
             f"repair cannot fix: {rows_text(bad_smiles, shown)}"
         )
-        warnings.warn(note, stacklevel=2)
-        if report is not None:
-            report.append(note)
+        _tell(note, report)
         keep = np.setdiff1d(keep, bad_smiles)
         if keep.size == 0:
             raise DELDataError(f"column {smiles_column!r}: no row has a SMILES that RDKit can parse")

@@ -183,15 +183,14 @@ def _selections(source: str | Path | pd.DataFrame) -> _Selections:
     else:
         where = str(source)
         table = _read_text_table(Path(source))
-    table = _lower_columns(table, where)
-    missing = [c for c in _REQUIRED if c not in table.columns]
-    if missing:
-        raise DELDataError(
-            f"{where}: columns {missing} are missing: a selections table has the columns name, target and "
-            f"group (and optionally beads, buffer); its columns are {_listed(list(table.columns))}"
-        )
-    if len(table) == 0:
-        raise DELDataError(f"{where}: the selections table is empty: expected one row per selection")
+    table = _checked_table(
+        table,
+        where,
+        _REQUIRED,
+        "selections table",
+        "name, target and group (and optionally beads, buffer)",
+        "selection",
+    )
     names = table["name"].to_numpy(dtype=object)
     bad = np.flatnonzero(names == "")
     if bad.size:
@@ -460,16 +459,32 @@ def _whole_positive(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(bad, 0, numbers).astype(np.int64), np.flatnonzero(bad)
 
 
-def _block_table(path: Path) -> _Blocks:
-    table = _lower_columns(_read_text_table(path), str(path))
-    missing = [c for c in _BLOCK_REQUIRED if c not in table.columns]
+def _checked_table(
+    table: pd.DataFrame, where: str, required: Sequence[str], kind: str, columns: str, row: str
+) -> pd.DataFrame:
+    """``table`` with lower-case column names, once it has the ``required`` columns (a DELDataError naming
+    ``where``, the missing ones, what a ``kind`` holds, ``columns``, and the ones it has) and a ``row`` at least."""
+    table = _lower_columns(table, where)
+    missing = [c for c in required if c not in table.columns]
     if missing:
         raise DELDataError(
-            f"{path}: columns {missing} are missing: a building-block table has the columns code, codon, smiles, "
-            f"reaction; its columns are {_listed(list(table.columns))}"
+            f"{where}: columns {missing} are missing: a {kind} has the columns {columns}; its columns are "
+            f"{_listed(list(table.columns))}"
         )
     if len(table) == 0:
-        raise DELDataError(f"{path}: the building-block table is empty: expected one row per building block")
+        raise DELDataError(f"{where}: the {kind} is empty: expected one row per {row}")
+    return table
+
+
+def _block_table(path: Path) -> _Blocks:
+    table = _checked_table(
+        _read_text_table(path),
+        str(path),
+        _BLOCK_REQUIRED,
+        "building-block table",
+        "code, codon, smiles, reaction",
+        "building block",
+    )
     raw = table["code"].to_numpy(dtype=object)
     codes, bad = _whole_positive(raw)
     if bad.size:

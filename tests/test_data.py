@@ -396,4 +396,4 @@ def test_shared_strings_make_one_object_per_distinct_value() -> None:
     shared = shared_strings(values)
     assert shared.dtype == object and shared.tolist() == ["A1", "A2", None, "A1", "A2", "A1"]
     assert shared[0] is shared[3] is shared[5] and shared[1] is shared[4]
-    assert shared_strings(["x", "y", "x"]).tolist() == ["x", "y", "x"]
+    assert shared_strings(np.array(["x", "y", "x"], dtype=object)).tolist() == ["x", "y", "x"]
