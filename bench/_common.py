@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import resource
@@ -150,3 +151,16 @@ class StopAfter:
         if event == "step":
             self.taken += 1
             self.stop_requested = self.steps is not None and self.taken >= self.steps
+
+
+def config_overrides(pairs: list[str]) -> dict:
+    """``name=value`` pairs (values read as Python literals, else kept as text) as ModelConfig keyword
+    arguments."""
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value
+    return out

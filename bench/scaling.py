@@ -22,14 +22,13 @@ the larger of the two.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, MemoryWatch, check_device, line, machine_lines, prepared_screen, run_worker
+from _common import ROOT, MemoryWatch, check_device, config_overrides, line, machine_lines, prepared_screen, run_worker
 
 SIZES = {
     "full": {
@@ -38,18 +37,6 @@ SIZES = {
     },
     "quick": {"three_cycle": [(10, 10, 10), (20, 20, 20)], "two_cycle": [(30, 30), (90, 90)]},
 }
-
-
-def _overrides(pairs: list[str]) -> dict:
-    """``name=value`` pairs (values as Python literals) as ModelConfig keyword arguments."""
-    out = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            out[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[name] = value
-    return out
 
 
 def worker(path: Path, tag: str, overrides: dict, device: str) -> None:
@@ -87,7 +74,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("PATH", "TAG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     check_device(args.device)
-    overrides = _overrides(args.config)
+    overrides = config_overrides(args.config)
     if args.worker:
         worker(Path(args.worker[0]), args.worker[1], overrides, args.device)
         return

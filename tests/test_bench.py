@@ -67,6 +67,15 @@ def test_scaling_quick(tmp_path: Path) -> None:
     assert float(values["ratio"]) == max(float(values["ratio_three_cycle"]), float(values["ratio_two_cycle"]))
 
 
+def test_real_screen_quick(tmp_path: Path) -> None:
+    values = run_quick("real_screen.py", "--cache", str(tmp_path))
+    assert int(values["compounds"]) == 58080
+    for method in ("building_block_average", "default", "no_network"):
+        for part in ("all", "listed"):
+            assert -1 <= float(values[f"mean_{method}_{part}"]) <= 1
+            assert values[f"mean_{method}_{part}"] == values[f"seed0_{method}_{part}"]  # one seed
+
+
 @pytest.mark.parametrize("script", ["featurize.py"])
 def test_featurize_quick(script: str) -> None:
     completed = subprocess.run(
