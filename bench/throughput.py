@@ -17,7 +17,9 @@ Two models, each timed two ways in the same run:
   and the gates and concentrations plain parameters, so the bound does the same arithmetic as the
   model's mean, minus everything probabilistic (sampling, priors, the guide).
 
-Prints ``name: value`` lines, and ``ratio: X`` (delpyro seconds per epoch / bound seconds per epoch) for
+Each is timed in alternating rounds (delpyro, bound, delpyro, bound, ...) after a warm-up epoch of both,
+and the medians of every timed epoch are compared. Prints ``name: value`` lines, and ``ratio: X``
+(delpyro seconds per epoch / bound seconds per epoch) for
 each model. ``ratio <= 1.25`` is the target.
 """
 
@@ -177,15 +179,26 @@ def delpyro_epochs(screen: delpyro.DELData, config: ModelConfig, epochs: int, de
     return [float(s) for s in result.history["seconds"]]
 
 
-def run(name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, device: torch.device) -> float:
+def run(
+    name: str, screen: delpyro.DELData, config: ModelConfig, epochs: int, rounds: int, device: torch.device
+) -> float:
+    """Time delpyro and the bound in alternating rounds after one warm-up epoch of each, so that neither
+    gains from running second (allocator, caches) or loses to the machine's drift; medians over every
+    timed epoch of every round."""
     batch_size = config.batch_size or batch_size_for(screen.n_compounds)  # the default grows with the screen
     line(f"{name}_compounds", screen.n_compounds)
     line(f"{name}_batch_size", batch_size)
-    ours = delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
+    line(f"{name}_rounds", rounds)
     encoding = Encoding.fit(screen, config)
     model = DELModel(config, encoding)
     arrays = encoding.encode(screen)
-    theirs = bound_epochs(model, arrays, batch_size, epochs + 1, device)[1:]
+    delpyro_epochs(screen, config, 1, device)  # warm-up
+    bound_epochs(model, arrays, batch_size, 1, device)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        ours += delpyro_epochs(screen, config, epochs + 1, device)[1:]  # the first epoch builds the guide
+        theirs += bound_epochs(model, arrays, batch_size, epochs + 1, device)[1:]
     ours_s, bound_s = statistics.median(ours), statistics.median(theirs)
     steps = math.ceil(screen.n_compounds / batch_size)
     line(f"{name}_delpyro_epoch_s", ours_s)
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small screens and 2 timed epochs (under a minute)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs per measurement (default 3; quick 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of each (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
     parser.add_argument("--models", default="default,del-dock", help="comma-separated: default, del-dock")
     parser.add_argument("--batch-size", type=int, default=None, help="override both models' batch size")
@@ -213,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs = args.epochs or (2 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 3)
     machine_lines(args.device)
     line("timed_epochs", epochs)
     for name in args.models.split(","):
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {name!r}")
         if args.batch_size:
             config.batch_size = args.batch_size
-        run(name, screen, config, epochs, device)
+        run(name, screen, config, epochs, rounds, device)
     return 0
 
 
