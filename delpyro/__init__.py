@@ -4,7 +4,7 @@ The public API, re-exported from the modules that define it.
 """
 
 from delpyro import datasets, plots
-from delpyro.baselines import building_block_baseline, naive_enrichment
+from delpyro.baselines import building_block_baseline, deseq2_enrichment, naive_enrichment
 from delpyro.batches import Minibatches
 from delpyro.config import ModelConfig
 from delpyro.data import DELData, DELDataError
@@ -12,6 +12,7 @@ from delpyro.diagnostics import compare, guide_diagnostic, to_inference_data
 from delpyro.encoding import Encoding
 from delpyro.features import fingerprints, molecular_weight, unpack_bits
 from delpyro.guides import make_guide
+from delpyro.hits import HitCalls, call_hits
 from delpyro.mcmc import run_nuts
 from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc_statistics
 from delpyro.model import DELModel
@@ -32,6 +33,7 @@ __all__ = [
     "DELModel",
     "Encoding",
     "FitResult",
+    "HitCalls",
     "MCMCResult",
     "Minibatches",
     "ModelConfig",
@@ -40,8 +42,10 @@ __all__ = [
     "affinity_correlation",
     "building_block_baseline",
     "calibration",
+    "call_hits",
     "compare",
     "datasets",
+    "deseq2_enrichment",
     "eval_step",
     "fingerprints",
     "fit",

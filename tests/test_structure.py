@@ -34,7 +34,7 @@ LAYERS = [
     ("posterior", "diagnostics"),  # summaries and checks, over any fitted result
     ("results",),  # SVI and MCMC results, siblings behind one interface
     ("train", "mcmc"),  # fit (a loop of callbacks); NUTS
-    ("metrics",),
+    ("metrics", "hits"),  # scores against the truth; hit calls at a posterior FDR
     ("plots",),
     ("report",),
     ("cli", "__init__"),
