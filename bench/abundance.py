@@ -5,7 +5,8 @@
 
 Library abundance (synthesis yield, amplification) multiplies a compound's reads in every selection,
 control and target alike. The simulator draws it log-normal over about one and a half orders of magnitude
-(``load_noise=0.8`` beside the blocks' yields: 95% of compounds within a factor of about 36), shared by
+(``load_noise=0.8``, the simulator's default, beside the blocks' yields: 95% of compounds within a factor of
+about 30), shared by
 every selection; with ``with_load`` the screen carries it as a pre-selection count. For each truth
 (``simulate_del(combine=...)``: "additive", DEL-Dock's m + t, or "multiplicative", m t) and each model
 combine, a random 80/10/10 split and a fit of the default model otherwise (20 epochs). Printed per setting

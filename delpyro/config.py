@@ -127,8 +127,11 @@ class ModelConfig:
     # ---- observation model
     #: Count likelihood: "poisson" | "zip" | "nb" | "zinb".
     likelihood: str = "zinb"
-    #: How the target arm combines matrix and target enrichment: "additive" (m + t) | "multiplicative" (m * t).
-    combine: str = "additive"
+    #: How the target arm combines matrix and target enrichment: "multiplicative" (m * t: t is a fold over
+    #: what the control and the library's abundance explain, what a chemist calls enriched) | "additive"
+    #: (m + t, DEL-Dock's form, the ``del-dock`` preset's: without a load column its t also carries
+    #: abundance; ``bench/abundance.py`` measures both).
+    combine: str = "multiplicative"
     #: Zero-inflation gates: "fixed" (the values below) | "learned" (point estimates started there) |
     #: "latent" (one per arm, Beta(gate_prior) prior) | "per_compound" (a head of the fingerprint network
     #: gives every compound its own gate, as DEL-Compose does).

@@ -49,7 +49,10 @@ Enrichments and counts, for compound i in the batch::
     log load_i         = log(load_i + c) - log mean(load + c)
     control[i, r]      ~ ZINB(rate = exp(log m_i + log load_i + log depth_{c,r}), gate_c, concentration_c)
     target[i, s]       ~ ZINB(rate = exp(log g_i + log load_i + log depth_{t,s}), gate_t, concentration_t)
-    g_i = m_i e^delta + t_i   ("additive", DEL-Dock)   |   m_i t_i   ("multiplicative", DEL-Compose)
+    g_i = m_i t_i   ("multiplicative", the default)   |   m_i e^delta + t_i   ("additive", DEL-Dock)
+
+Multiplicative, t_i is a fold over what the control explains: bead binding and the library's abundance,
+which multiply every selection's reads alike, sit in m_i (and in load_i when the screen has a load).
 
 f_t and f_m are the heads of the fingerprint network (:class:`~delpyro.nets.FingerprintNet`; with poses the
 target head is the pose network's, :class:`~delpyro.nets.PoseNet`). Without a fingerprint network each arm

@@ -103,6 +103,8 @@ def deep_screen() -> delpyro.DELData:
     return delpyro.simulate_del(
         seed=6,
         n_per_cycle=(6, 6, 6),
+        combine="additive",  # the truth below is the additive arm
+        load_noise=0.15,
         n_control_replicates=0,
         reads_per_compound=20.0,
         nb_concentration=None,
@@ -204,6 +206,7 @@ def test_posterior_intervals_are_calibrated() -> None:
         target_gate=0.0,
         control_gate=0.0,
         load_reads_per_compound=3000.0,
+        load_noise=0.15,
     )
     config = ModelConfig(
         terms=("building_blocks", "compound"),
@@ -231,9 +234,9 @@ def test_held_out_loss_integrates_new_compound_effects_over_their_prior() -> Non
     """On compounds never screened, the loss is -E[log p(reads | z)] over the prior of their effects plus
     the globals' KL: the guide's per-compound sites (and AutoNormal's auxiliary one, scaled by the
     training screen's size) must stay out, or a single draw swings the loss by thousands of nats."""
-    data = delpyro.simulate_del(seed=8, n_per_cycle=(8, 8, 6))
+    data = delpyro.simulate_del(seed=8, n_per_cycle=(8, 8, 6), combine="additive", load_noise=0.15)
     train, val, _ = split(data, "random", (0.6, 0.4, 0.0), seed=0)
-    config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=3, batch_size=64)
+    config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=3, batch_size=64, combine="additive")
     result = fit(train, val, config, seed=0, progress="none")
     batch = next(iter(delpyro.Minibatches(result.model.encoding.encode(val), val.n_compounds, shuffle=False)))
     losses = np.array([delpyro.eval_step(result.svi, batch) for _ in range(8)])

@@ -35,7 +35,7 @@ def test_gates_and_concentrations_are_recovered_from_counts_with_known_rates() -
     control = draw(log_matrix[:, None] + depth_control, 0.15, 4.0)
     target = draw(np.logaddexp(log_matrix, log_target)[:, None] + depth_target, 0.35, 2.0)
     config = ModelConfig(terms=("compound",), likelihood="zinb", gates="latent", concentration="latent",
-                         nb_concentration=5.0, matrix_shift="none")  # fmt: skip
+                         nb_concentration=5.0, matrix_shift="none", combine="additive")  # fmt: skip
     encoding = Encoding(
         terms=("compound",),
         target_names=["r1", "r2"],
@@ -82,6 +82,7 @@ def test_latent_globals_in_a_fitted_model() -> None:
         concentration="latent",
         depth_deviation=0.1,
         matrix_shift="latent",
+        combine="additive",  # the matrix shift is the additive combine's
     )
     result = fit(train, val, config, progress="none")
     assert sorted(result.global_sites()) == sorted(

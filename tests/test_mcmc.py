@@ -46,13 +46,14 @@ def test_summaries_come_from_the_stored_samples(nuts) -> None:
 
 
 def test_networks_and_point_estimates_are_refused() -> None:
-    data = delpyro.simulate_del(seed=0, n_per_cycle=(2, 2, 2))
+    data = delpyro.simulate_del(seed=0, n_per_cycle=(2, 2, 2), load_noise=0.15)
     with pytest.raises(ValueError, match="without networks"):
         run_nuts(data, ModelConfig(), num_samples=2, num_warmup=2)
     with pytest.raises(ValueError, match=r"gates='latent'"):
         run_nuts(data, ModelConfig(terms=("compound",), likelihood="zip", gates="learned"))
     with pytest.raises(ValueError, match=r"matrix_shift='latent'"):
-        run_nuts(data, ModelConfig(terms=("compound",), likelihood="poisson"), num_samples=2, num_warmup=2)
+        config = ModelConfig(terms=("compound",), likelihood="poisson", combine="additive")
+        run_nuts(data, config, num_samples=2, num_warmup=2)
     config = ModelConfig(terms=("compound",), likelihood="poisson", matrix_shift="none")
     with pytest.raises(TypeError, match=r"torch\.save"):
         run_nuts(data, config, num_samples=2, num_warmup=2, num_chains=1).save("x.pt")
@@ -72,6 +73,8 @@ def test_svi_and_nuts_agree_on_the_global_scales() -> None:
         target_noise=0.5,
         nb_concentration=None,
         target_gate=0.0,
+        combine="additive",
+        load_noise=0.15,
     )
     config = ModelConfig(
         terms=("building_blocks", "compound"),

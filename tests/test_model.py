@@ -190,7 +190,6 @@ def test_every_site_of_the_default_model_is_in_one_trace() -> None:
         "control_depth_deviation": (2,),
         "target_gate": (),
         "target_concentration": (),
-        "target_matrix_shift": (),
         "target_depth_deviation": (3,),
         "bb_scale": (2, n_families),
         "bb_z": (2, n_slots),
