@@ -27,7 +27,7 @@ __all__ = ["HitCalls", "call_hits"]
 CARRIED = ("compound_id", "log_enrichment_mean", "log_enrichment_q05", "log_enrichment_q95", "p_enriched")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HitCalls:
     """The outcome of :func:`call_hits`.
 
@@ -72,6 +72,9 @@ class HitCalls:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        return f"HitCalls: {self.summary()}"
 
     def _repr_html_(self) -> str:
         head = self.hits.head(20).to_html(float_format=lambda v: f"{v:.3g}")

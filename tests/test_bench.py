@@ -67,13 +67,16 @@ def test_scaling_quick(tmp_path: Path) -> None:
     assert float(values["ratio"]) == max(float(values["ratio_three_cycle"]), float(values["ratio_two_cycle"]))
 
 
-def test_real_screen_quick(tmp_path: Path) -> None:
-    values = run_quick("real_screen.py", "--cache", str(tmp_path))
+def test_real_screens_quick(tmp_path: Path) -> None:
+    values = run_quick("real_screens.py", "--cache", str(tmp_path))
     assert int(values["compounds"]) == 58080
-    for method in ("building_block_average", "default", "no_network"):
+    for method in ("building_block_average", "default", "no_network", "network_only"):
         for part in ("all", "listed"):
             assert -1 <= float(values[f"mean_{method}_{part}"]) <= 1
             assert values[f"mean_{method}_{part}"] == values[f"seed0_{method}_{part}"]  # one seed
+    for replicate in ("corrected_D3index1", "corrected_D3index2", "corrected_D3index3"):
+        for method in ("default", "naive"):
+            assert -1 <= float(values[f"replicate_{replicate}_{method}_spearman"]) <= 1
 
 
 @pytest.mark.parametrize("script", ["featurize.py"])
@@ -95,3 +98,39 @@ def test_batch_size_quick(tmp_path: Path) -> None:
             assert -1.0 <= float(values[f"seed0_batch{batch}_{name}"]) <= 1.0
         for name in ("cov50", "cov90"):
             assert 0.0 <= float(values[f"seed0_batch{batch}_{name}"]) <= 1.0
+
+
+def test_hits_quick(tmp_path: Path) -> None:
+    values = run_quick("hits.py", "--cache", str(tmp_path))
+    assert int(values["compounds"]) == 1000 and float(values["level"]) == 0.05
+    true_hits = float(values["depth5_true_hits"])
+    assert 0 < true_hits < 1000
+    for method in ("delpyro", "deseq2"):
+        called = float(values[f"depth5_{method}_called"])
+        found = float(values[f"depth5_{method}_true_hits"])
+        assert 0 <= found <= min(called, true_hits)
+        assert 0.0 <= float(values[f"depth5_{method}_realized_fdr"]) <= 1.0
+        # the oracle cut keeps the realized FDR at 0.05, so it holds at most the true hits there are
+        assert 0 <= float(values[f"depth5_{method}_oracle_true_hits"]) <= true_hits
+    assert float(values["depth5_delpyro_expected_fdr"]) <= 0.05
+
+
+def test_abundance_quick(tmp_path: Path) -> None:
+    values = run_quick("abundance.py", "--cache", str(tmp_path))
+    assert int(values["compounds"]) == 1728
+    for truth in ("additive", "multiplicative"):
+        for load in ("load", "noload"):
+            for method in ("naive", "additive", "multiplicative"):
+                for what in ("truth", "abundance"):
+                    assert -1.0 <= float(values[f"truth_{truth}_{load}_{method}_spearman_{what}"]) <= 1.0
+
+
+def test_calibration_quick(tmp_path: Path) -> None:
+    values = run_quick("calibration.py", "--cache", str(tmp_path))
+    for part in ("screened", "held_out"):
+        for level in ("cov90", "cov50"):
+            overall = float(values[f"n1000_{part}_{level}"])
+            deciles = [float(values[f"n1000_{part}_{level}_d{d}"]) for d in range(1, 11)]
+            assert all(0.0 <= c <= 1.0 for c in deciles)
+            assert overall == pytest.approx(sum(deciles) / 10, abs=0.02)  # deciles of equal size
+        assert float(values[f"n1000_{part}_cov90"]) >= float(values[f"n1000_{part}_cov50"])
