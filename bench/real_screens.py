@@ -12,11 +12,12 @@ The screen is UNCDEL003 against 53BP1 with its library completed (``delpyro.data
 **Held-out compounds.** For each seed, a random 80/10/10 split; the default model (``ModelConfig()`` with
 the given fields), the model without a network (``terms=("building_blocks", "compound")``) and the
 fingerprint network alone (``terms=("fingerprint",)``) are fitted with early stopping (patience 3) on the
-validation part. Scored by the Spearman correlation of the held-out compounds' posterior mean log
-enrichment with what they show: their reads (each target replicate over its reads per compound, averaged)
-without controls, the naive log enrichment (target over control, :func:`delpyro.naive_enrichment`) with
-them; over every held-out member (``all``) and, for a table of listed compounds completed from its
-library, over the listed ones (``listed``). The building-block average
+validation part, by ``delpyro.choose_terms``, which also picks the one of lowest validation loss
+(``chosen_by_val_loss``; each fit's loss is printed). Scored by the Spearman correlation of the held-out
+compounds' posterior mean log enrichment with what they show: their reads (each target replicate over its
+reads per compound, averaged) without controls, the naive log enrichment (target over control,
+:func:`delpyro.naive_enrichment`) with them; over every held-out member (``all``) and, for a table of listed
+compounds completed from its library, over the listed ones (``listed``). The building-block average
 (``delpyro.building_block_baseline``) is the baseline. Printed per seed and method, then as means.
 
 **A replicate held out** (screens with three or more target replicates). For each target replicate, the
@@ -44,6 +45,9 @@ from _common import ROOT, config_overrides, line, machine_lines
 
 import delpyro
 
+#: the models compared (``delpyro.choose_terms`` fits them and picks one by validation loss)
+CANDIDATES = {"default": None, "no_network": ("building_blocks", "compound"), "network_only": ("fingerprint",)}
+
 
 def observed_enrichment(data: delpyro.DELData, reference: delpyro.DELData) -> np.ndarray:
     """What a compound shows: its depth-normalized target reads (depths of ``reference``), or with
@@ -69,17 +73,20 @@ def read_screen(args: argparse.Namespace) -> delpyro.DELData:
     return delpyro.read_counts(args.screen, **options)
 
 
-def held_out_compounds(screen, methods, seeds, cache) -> None:
+def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
     rows = []
     for seed in seeds:
         train, val, test = delpyro.split(screen, "random", seed=seed)
         observed = observed_enrichment(test, screen)
         predictions = {"building_block_average": delpyro.building_block_baseline(train, test)}
-        for name, config in methods.items():
-            fitted = delpyro.fit(
-                train, val, config, seed=seed, progress="none", cache_dir=cache, early_stopping_patience=3
-            )
+        choice = delpyro.choose_terms(
+            train, val, config, candidates=CANDIDATES, epochs=epochs, seed=seed, progress="none", cache_dir=cache
+        )
+        for name, fitted in choice.results.items():
             predictions[name] = fitted.predict(test, cache_dir=cache)["log_enrichment_mean"].to_numpy()
+            line(f"seed{seed}_{name}_val_loss", float(fitted.best_val_loss))
+        predictions["chosen_by_val_loss"] = predictions[choice.chosen]
+        line(f"seed{seed}_chosen", choice.chosen)
         listed = test.observed
         for name, predicted in predictions.items():
             row = {"seed": seed, "method": name, "all": float(spearmanr(predicted, observed).statistic)}
@@ -134,15 +141,10 @@ def main() -> None:
     screen = read_screen(args)
     line("screen", args.screen or "uncdel003_53bp1")
     line("compounds", screen.n_compounds)
-    base = {"epochs": epochs, **overrides}
-    methods = {
-        "default": delpyro.ModelConfig(**base),
-        "no_network": delpyro.ModelConfig(**{**base, "terms": ("building_blocks", "compound")}),
-        "network_only": delpyro.ModelConfig(**{**base, "terms": ("fingerprint",)}),
-    }
-    held_out_compounds(screen, methods, seeds, args.cache)
+    config = delpyro.ModelConfig(**overrides)
+    held_out_compounds(screen, config, seeds, args.cache, epochs)
     if not args.no_replicate_check:
-        replicate_held_out(screen, delpyro.ModelConfig(**base), seeds[0], args.cache)
+        replicate_held_out(screen, dataclasses.replace(config, epochs=epochs), seeds[0], args.cache)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ The public API, re-exported from the modules that define it.
 from delpyro import datasets, plots
 from delpyro.baselines import building_block_baseline, deseq2_enrichment, naive_enrichment
 from delpyro.batches import Minibatches
+from delpyro.choice import TermChoice, choose_terms
 from delpyro.config import ModelConfig
 from delpyro.data import DELData, DELDataError
 from delpyro.diagnostics import compare, guide_diagnostic, to_inference_data
@@ -38,11 +39,13 @@ __all__ = [
     "Minibatches",
     "ModelConfig",
     "NonFiniteLossError",
+    "TermChoice",
     "TrainingMonitor",
     "affinity_correlation",
     "building_block_baseline",
     "calibration",
     "call_hits",
+    "choose_terms",
     "compare",
     "datasets",
     "deseq2_enrichment",

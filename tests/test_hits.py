@@ -96,3 +96,28 @@ def test_deseq2_needs_controls() -> None:
     screen = delpyro.simulate_del(seed=0, n_per_cycle=(4, 4, 4), n_control_replicates=0)
     with pytest.raises(ValueError, match="no controls"):
         deseq2_enrichment(screen)
+
+
+def test_choose_terms_keeps_the_candidate_of_lowest_validation_loss() -> None:
+    screen = delpyro.simulate_del(seed=4, n_per_cycle=(6, 6, 5))
+    train, val, _ = delpyro.split(screen, "random", (0.7, 0.3, 0.0), seed=0)
+    config = delpyro.ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256)
+    candidates = {"blocks": ("building_blocks", "compound"), "network": ("fingerprint",), "poses": ("poses",)}
+    choice = delpyro.choose_terms(train, val, config, candidates=candidates, epochs=4, seed=0, progress="none")
+    table = choice.table.set_index("candidate")
+    assert set(choice.results) == {"blocks", "network"}  # the screen has no poses
+    assert not table.loc["poses", "fitted"] and table.loc["poses", "note"] == "the screen has no poses"
+    losses = {name: result.best_val_loss for name, result in choice.results.items()}
+    assert choice.chosen == min(losses, key=losses.get)
+    assert choice.result is choice.results[choice.chosen]
+    assert choice.results["blocks"].model.terms == ("building_blocks", "compound")
+    for name, loss in losses.items():
+        assert table.loc[name, "val_loss"] == loss
+        assert table.loc[name, "difference"] == pytest.approx(loss - min(losses.values()))
+        # early stopping keeps the best epoch, so the loss compared is the returned parameters'
+        batches = delpyro.Minibatches(choice.results[name].model.encoding.encode(val), 512, shuffle=False)
+        assert choice.results[name].loss(batches) == pytest.approx(loss, rel=0.05)  # evaluated again
+    assert list(choice.table["candidate"])[-1] == "poses"
+    assert str(choice).startswith(f"chose {choice.chosen!r}")
+    with pytest.raises(ValueError, match="validation screen"):
+        delpyro.choose_terms(train, None, config)

@@ -34,7 +34,7 @@ LAYERS = [
     ("posterior", "diagnostics"),  # summaries and checks, over any fitted result
     ("results",),  # SVI and MCMC results, siblings behind one interface
     ("train", "mcmc"),  # fit (a loop of callbacks); NUTS
-    ("metrics", "hits"),  # scores against the truth; hit calls at a posterior FDR
+    ("metrics", "hits", "choice"),  # scores against the truth; hit calls at a posterior FDR; choosing terms
     ("plots",),
     ("report",),
     ("cli", "__init__"),

@@ -1,0 +1,144 @@
+"""Choosing a model's terms by held-out predictive fit.
+
+:func:`choose_terms` fits each candidate set of terms to the training screen with early stopping on the
+validation screen, and keeps the one whose validation loss is lowest. The validation loss is the
+negative ELBO per compound on compounds the model never trained on, with their own effects drawn from
+the prior (:func:`~delpyro.steps.eval_step`): minus a lower bound of the log predictive density of their
+reads, so lower is better and the candidates are compared on the same reads. It answers "which terms
+does this screen support"; ``bench/real_screens.py`` measures what it chooses on a real screen and how
+the choice ranks held-out compounds.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from delpyro.config import ModelConfig
+from delpyro.data import DELData
+from delpyro.results import FitResult
+from delpyro.train import fit
+
+__all__ = ["CANDIDATE_TERMS", "TermChoice", "choose_terms"]
+
+#: The candidates :func:`choose_terms` tries by default: every term the screen supports (the default
+#: model), building blocks and per-compound effects without a network, and the fingerprint network alone.
+CANDIDATE_TERMS: dict[str, tuple[str, ...] | None] = {
+    "default": None,
+    "no_network": ("building_blocks", "compound"),
+    "network_only": ("fingerprint",),
+}
+
+
+@dataclass(frozen=True, repr=False)
+class TermChoice:
+    """What :func:`choose_terms` found: the ``chosen`` candidate's name and fit (``result``), every fit
+    (``results``), and ``table``: one row per candidate (``candidate``, ``terms``, ``val_loss``, its
+    ``best_epoch``, ``difference`` from the lowest), lowest validation loss first; candidates the screen
+    cannot take are listed with why (``note``) and a NaN loss."""
+
+    chosen: str
+    result: FitResult
+    results: dict[str, FitResult]
+    table: pd.DataFrame
+
+    def summary(self) -> str:
+        rows = self.table.set_index("candidate")
+        best = rows.loc[self.chosen]
+        others = [
+            f"{name} {row['difference']:+.4f}" for name, row in rows.iterrows() if name != self.chosen and row["fitted"]
+        ]
+        behind = f"; the others behind it per compound: {', '.join(others)}" if others else ""
+        return (
+            f"chose {self.chosen!r} (terms {', '.join(best['terms'])}): validation loss "
+            f"{best['val_loss']:.4f} per compound{behind}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"TermChoice: {self.summary()}"
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.summary())}</p>{self.table.to_html(index=False)}"
+
+
+def choose_terms(
+    train: DELData,
+    val: DELData,
+    config: ModelConfig | None = None,
+    *,
+    candidates: dict[str, tuple[str, ...] | None] | None = None,
+    early_stopping_patience: int = 3,
+    **fit_kwargs: Any,
+) -> TermChoice:
+    """Fit each candidate and keep the one with the lowest validation loss.
+
+    Args:
+        train, val: the training screen and the validation screen whose reads judge the candidates.
+        config: the settings every candidate shares (default ``ModelConfig()``); each candidate replaces
+            its ``terms``.
+        candidates: ``{name: terms}`` (None: every term the screen supports); default
+            :data:`CANDIDATE_TERMS`. A candidate whose terms the screen cannot take (building blocks on a
+            screen without building-block ids, poses without poses) is listed, not fitted.
+        early_stopping_patience: each fit keeps its best epoch, so the loss compared is that of the
+            parameters returned.
+        fit_kwargs: passed to :func:`~delpyro.train.fit` (``epochs``, ``seed``, ``progress``,
+            ``cache_dir``, ``device``, ...).
+
+    Returns:
+        :class:`TermChoice`; ``str(choice)`` says what was chosen and by how much.
+    """
+    if val is None or val.n_compounds == 0:
+        raise ValueError("choose_terms compares held-out fit: give it a validation screen")
+    config = config or ModelConfig()
+    candidates = CANDIDATE_TERMS if candidates is None else candidates
+    if not candidates:
+        raise ValueError("choose_terms: no candidates")
+    rows, results = [], {}
+    for name, terms in candidates.items():
+        missing = _missing_inputs(train, terms)
+        if missing:
+            rows.append(_row(name, terms, None, note=f"the screen has no {missing}"))
+            continue
+        result = fit(
+            train, val, replace(config, terms=terms), early_stopping_patience=early_stopping_patience, **fit_kwargs
+        )
+        results[name] = result
+        rows.append(_row(name, result.model.terms, result))
+    if not results:
+        raise ValueError("choose_terms: the screen takes none of the candidates (" + "; ".join(
+            f"{row['candidate']}: {row['note']}" for row in rows
+        ) + ")")  # fmt: skip
+    table = pd.DataFrame(rows)
+    chosen = str(table.loc[table["val_loss"].idxmin(), "candidate"])
+    table["difference"] = table["val_loss"] - table["val_loss"].min()
+    table = table.sort_values("val_loss", na_position="last", kind="stable").reset_index(drop=True)
+    return TermChoice(chosen=chosen, result=results[chosen], results=results, table=table)
+
+
+def _missing_inputs(train: DELData, terms: tuple[str, ...] | None) -> str | None:
+    """What a screen lacks for ``terms`` (None: nothing)."""
+    if terms is None:
+        return None
+    if "building_blocks" in terms and train.building_blocks is None:
+        return "building-block ids"
+    if "poses" in terms and train.poses is None:
+        return "poses"
+    return None
+
+
+def _row(name: str, terms: tuple[str, ...] | None, result: FitResult | None, note: str = "") -> dict[str, Any]:
+    return {
+        "candidate": name,
+        "terms": tuple(terms) if terms is not None else ("(every term the screen supports)",),
+        "fitted": result is not None,
+        "val_loss": result.best_val_loss if result is not None else math.nan,
+        "best_epoch": result.best_epoch if result is not None else None,
+        "note": note,
+    }
