@@ -12,12 +12,13 @@ The screen is UNCDEL003 against 53BP1 with its library completed (``delpyro.data
 **Held-out compounds.** For each seed, a random 80/10/10 split; the default model (``ModelConfig()`` with
 the given fields), the model without a network (``terms=("building_blocks", "compound")``) and the
 fingerprint network alone (``terms=("fingerprint",)``) are fitted with early stopping (patience 3) on the
-validation part, by ``delpyro.choose_terms``, which also picks the one of lowest validation loss
-(``chosen_by_val_loss``; each fit's loss is printed). Scored by the Spearman correlation of the held-out
-compounds' posterior mean log enrichment with what they show: their reads (each target replicate over its
-reads per compound, averaged) without controls, the naive log enrichment (target over control,
-:func:`delpyro.naive_enrichment`) with them; over every held-out member (``all``) and, for a table of listed
-compounds completed from its library, over the listed ones (``listed``). The building-block average
+validation part, by ``delpyro.choose_terms``, which also picks the one of highest held-out log predictive
+density on the validation part (``chosen``; each fit's lpd and validation loss are printed). Scored by the
+Spearman correlation of the held-out compounds' posterior mean log enrichment with what they show: their
+reads (each target replicate over its reads per compound, averaged) without controls, the naive log
+enrichment (target over control, :func:`delpyro.naive_enrichment`) with them; over every held-out member
+(``all``) and, for a table of listed compounds completed from its library, over the listed ones
+(``listed``). The building-block average
 (``delpyro.building_block_baseline``) is the baseline. Printed per seed and method, then as means.
 
 **A replicate held out** (screens with three or more target replicates). For each target replicate, the
@@ -45,7 +46,7 @@ from _common import ROOT, config_overrides, line, machine_lines
 
 import delpyro
 
-#: the models compared (``delpyro.choose_terms`` fits them and picks one by validation loss)
+#: the models compared (``delpyro.choose_terms`` fits them and picks one by held-out predictive density)
 CANDIDATES = {"default": None, "no_network": ("building_blocks", "compound"), "network_only": ("fingerprint",)}
 
 
@@ -84,8 +85,10 @@ def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
         )
         for name, fitted in choice.results.items():
             predictions[name] = fitted.predict(test, cache_dir=cache)["log_enrichment_mean"].to_numpy()
-            line(f"seed{seed}_{name}_val_loss", float(fitted.best_val_loss))
-        predictions["chosen_by_val_loss"] = predictions[choice.chosen]
+        for name, row in choice.table.set_index("candidate").iterrows():
+            line(f"seed{seed}_{name}_lpd", float(row["lpd"]))
+            line(f"seed{seed}_{name}_val_loss", float(row["val_loss"]))
+        predictions["chosen"] = predictions[choice.chosen]
         line(f"seed{seed}_chosen", choice.chosen)
         listed = test.observed
         for name, predicted in predictions.items():

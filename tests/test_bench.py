@@ -70,14 +70,14 @@ def test_scaling_quick(tmp_path: Path) -> None:
 def test_real_screens_quick(tmp_path: Path) -> None:
     values = run_quick("real_screens.py", "--cache", str(tmp_path))
     assert int(values["compounds"]) == 58080
-    for method in ("building_block_average", "default", "no_network", "network_only", "chosen_by_val_loss"):
+    for method in ("building_block_average", "default", "no_network", "network_only", "chosen"):
         for part in ("all", "listed"):
             assert -1 <= float(values[f"mean_{method}_{part}"]) <= 1
             assert values[f"mean_{method}_{part}"] == values[f"seed0_{method}_{part}"]  # one seed
     chosen = values["seed0_chosen"]
-    losses = {name: float(values[f"seed0_{name}_val_loss"]) for name in ("default", "no_network", "network_only")}
-    assert chosen == min(losses, key=losses.get)
-    assert values["seed0_chosen_by_val_loss_all"] == values[f"seed0_{chosen}_all"]
+    lpd = {name: float(values[f"seed0_{name}_lpd"]) for name in ("default", "no_network", "network_only")}
+    assert chosen == max(lpd, key=lpd.get)
+    assert values["seed0_chosen_all"] == values[f"seed0_{chosen}_all"]
     for replicate in ("corrected_D3index1", "corrected_D3index2", "corrected_D3index3"):
         for method in ("default", "naive"):
             assert -1 <= float(values[f"replicate_{replicate}_{method}_spearman"]) <= 1

@@ -98,25 +98,29 @@ def test_deseq2_needs_controls() -> None:
         deseq2_enrichment(screen)
 
 
-def test_choose_terms_keeps_the_candidate_of_lowest_validation_loss() -> None:
+def test_choose_terms_keeps_the_candidate_of_highest_held_out_predictive_density() -> None:
     screen = delpyro.simulate_del(seed=4, n_per_cycle=(6, 6, 5))
     train, val, _ = delpyro.split(screen, "random", (0.7, 0.3, 0.0), seed=0)
     config = delpyro.ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256)
     candidates = {"blocks": ("building_blocks", "compound"), "network": ("fingerprint",), "poses": ("poses",)}
-    choice = delpyro.choose_terms(train, val, config, candidates=candidates, epochs=4, seed=0, progress="none")
+    choice = delpyro.choose_terms(
+        train, val, config, candidates=candidates, num_samples=50, epochs=4, seed=0, progress="none"
+    )
     table = choice.table.set_index("candidate")
     assert set(choice.results) == {"blocks", "network"}  # the screen has no poses
     assert not table.loc["poses", "fitted"] and table.loc["poses", "note"] == "the screen has no poses"
-    losses = {name: result.best_val_loss for name, result in choice.results.items()}
-    assert choice.chosen == min(losses, key=losses.get)
-    assert choice.result is choice.results[choice.chosen]
+    assert choice.chosen == table["lpd"].idxmax() and choice.result is choice.results[choice.chosen]
     assert choice.results["blocks"].model.terms == ("building_blocks", "compound")
-    for name, loss in losses.items():
-        assert table.loc[name, "val_loss"] == loss
-        assert table.loc[name, "difference"] == pytest.approx(loss - min(losses.values()))
-        # early stopping keeps the best epoch, so the loss compared is the returned parameters'
-        batches = delpyro.Minibatches(choice.results[name].model.encoding.encode(val), 512, shuffle=False)
-        assert choice.results[name].loss(batches) == pytest.approx(loss, rel=0.05)  # evaluated again
+    for name, result in choice.results.items():
+        # the lpd by hand: log of the mean predictive probability over draws, per compound, averaged
+        idata = result.to_inference_data(val, num_samples=50 if result.model.latent_terms else 1)
+        log_lik = idata.log_likelihood["counts"].values.reshape(-1, val.n_compounds)
+        by_hand = np.mean(np.log(np.mean(np.exp(log_lik - log_lik.max(0)), 0)) + log_lik.max(0))
+        assert table.loc[name, "lpd"] == pytest.approx(by_hand, rel=1e-9)
+        # never below the mean log-likelihood (Jensen), the quantity the validation loss is built on
+        assert table.loc[name, "lpd"] >= log_lik.mean(0).mean() - 1e-9
+        assert table.loc[name, "val_loss"] == result.best_val_loss
+        assert table.loc[name, "difference"] == pytest.approx(table.loc[name, "lpd"] - table["lpd"].max())
     assert list(choice.table["candidate"])[-1] == "poses"
     assert str(choice).startswith(f"chose {choice.chosen!r}")
     with pytest.raises(ValueError, match="validation screen"):
