@@ -81,6 +81,8 @@ def test_real_screens_quick(tmp_path: Path) -> None:
     for replicate in ("corrected_D3index1", "corrected_D3index2", "corrected_D3index3"):
         for method in ("default", "naive"):
             assert -1 <= float(values[f"replicate_{replicate}_{method}_spearman"]) <= 1
+            # a log density of counts per compound: negative, and for sparse counts not far below zero
+            assert -5.0 < float(values[f"replicate_{replicate}_{method}_lpd"]) < 0.0
 
 
 @pytest.mark.parametrize("script", ["featurize.py"])
