@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import platform
@@ -151,6 +152,16 @@ class StopAfter:
         if event == "step":
             self.taken += 1
             self.stop_requested = self.steps is not None and self.taken >= self.steps
+
+
+def fit_bench_parser(doc: str, quick: str) -> argparse.ArgumentParser:
+    """The options every benchmark that fits models shares: ``--quick`` (described by ``quick``),
+    ``--config name=value`` (repeatable; see :func:`config_overrides`) and ``--cache`` (fingerprints)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--config", action="append", default=[], help="a ModelConfig field, name=value (repeatable)")
+    parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="fingerprint cache")
+    return parser
 
 
 def config_overrides(pairs: list[str]) -> dict:

@@ -18,7 +18,6 @@ naive estimate's (log of normalized target over control reads) for reference.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -28,18 +27,15 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_overrides, line, machine_lines
+from _common import config_overrides, fit_bench_parser, line, machine_lines
 
 import delpyro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one seed, 12 blocks a cycle, 2 epochs")
+    parser = fit_bench_parser(__doc__, "one seed, 12 blocks a cycle, 2 epochs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--load-noise", type=float, default=0.8, help="the simulator's abundance spread (log sd)")
-    parser.add_argument("--config", action="append", default=[], help="a ModelConfig field, name=value (repeatable)")
-    parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="fingerprint cache")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     seeds, epochs, cycles = (range(1), 2, (12, 12, 12)) if args.quick else (range(args.seeds), 20, (20, 20, 20))

@@ -15,7 +15,6 @@ enrichment (target: 0.80 to 0.97 and 0.40 to 0.60), overall and per decile of th
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -25,29 +24,28 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_overrides, line, machine_lines
+from _common import config_overrides, fit_bench_parser, line, machine_lines
 
 import delpyro
 
 
 def coverage(prediction: pd.DataFrame, truth: np.ndarray) -> dict[str, float]:
-    """90% and 50% coverage overall and per decile of ``truth`` (d1 lowest, d10 highest)."""
-    inside90 = (prediction["log_enrichment_q05"].to_numpy() <= truth) & (truth <= prediction["log_enrichment_q95"])
-    inside50 = (prediction["log_enrichment_q25"].to_numpy() <= truth) & (truth <= prediction["log_enrichment_q75"])
-    inside90, inside50 = np.asarray(inside90), np.asarray(inside50)
-    out = {"cov90": float(inside90.mean()), "cov50": float(inside50.mean())}
+    """90% and 50% coverage (``delpyro.calibration``) overall and per decile of ``truth`` (d1 lowest)."""
+
+    def both(rows: np.ndarray | slice) -> dict[str, float]:
+        table = delpyro.calibration(prediction.iloc[rows], truth[rows], levels=(0.9, 0.5)).set_index("level")
+        return {"cov90": float(table.loc[0.9, "coverage"]), "cov50": float(table.loc[0.5, "coverage"])}
+
+    out = both(slice(None))
     decile = np.minimum((pd.Series(truth).rank(method="first").to_numpy() - 1) * 10 // truth.size, 9).astype(int)
     for d in range(10):
-        out[f"cov90_d{d + 1}"] = float(inside90[decile == d].mean())
-        out[f"cov50_d{d + 1}"] = float(inside50[decile == d].mean())
+        for key, value in both(np.flatnonzero(decile == d)).items():
+            out[f"{key}_d{d + 1}"] = value
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one seed, 10 blocks a cycle, 2 epochs")
-    parser.add_argument("--config", action="append", default=[], help="a ModelConfig field, name=value (repeatable)")
-    parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="fingerprint cache")
+    parser = fit_bench_parser(__doc__, "one seed, 10 blocks a cycle, 2 epochs")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     if args.quick:

@@ -22,7 +22,6 @@ called on the screen itself), 20 epochs.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import warnings
@@ -33,7 +32,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_overrides, line, machine_lines
+from _common import config_overrides, fit_bench_parser, line, machine_lines
 
 import delpyro
 
@@ -77,10 +76,7 @@ def one_screen(seed: int, cycles: tuple[int, ...], depth: float, config: delpyro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one seed, one depth, 10 blocks a cycle, 2 epochs")
-    parser.add_argument("--config", action="append", default=[], help="a ModelConfig field, name=value (repeatable)")
-    parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="fingerprint cache")
+    parser = fit_bench_parser(__doc__, "one seed, one depth, 10 blocks a cycle, 2 epochs")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)  # pydeseq2's notes on its dispersion fits
     if args.quick:

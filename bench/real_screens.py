@@ -46,7 +46,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_overrides, line, machine_lines
+from _common import config_overrides, fit_bench_parser, line, machine_lines
 
 import delpyro
 from delpyro.distributions import count_distribution
@@ -115,7 +115,8 @@ def held_out_replicate_lpd(fitted, kept, held: np.ndarray, total: float, cache: 
     beside it, the same ZINB at the posterior mean gate and concentration with the naive rate of the kept
     replicates (their normalized reads averaged, plus half a read so that no rate is zero)."""
     model = fitted.model
-    if fitted.config.likelihood != "zinb" or "target_gate" not in model.site_table()["site"].tolist():
+    config = fitted.config
+    if (config.likelihood, config.gates, config.concentration) != ("zinb", "latent", "latent"):
         raise ValueError("the replicate check's likelihood needs the default ZINB with latent gates and concentrations")
     idata = fitted.to_inference_data(kept, num_samples=num_samples, cache_dir=cache)
     post = idata.posterior
@@ -165,10 +166,7 @@ def replicate_held_out(screen, config, seed, cache, draws: int = 100) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs")
-    parser.add_argument("--config", action="append", default=[], help="a ModelConfig field, name=value (repeatable)")
-    parser.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="fingerprint cache")
+    parser = fit_bench_parser(__doc__, "one seed, 2 epochs")
     parser.add_argument("--screen", default=None, help="a table read_counts reads (default: the 53BP1 screen)")
     parser.add_argument("--target", default=None, help="target replicate columns (a glob), with --screen")
     parser.add_argument("--control", default=None, help="control replicate columns (a glob), with --screen")

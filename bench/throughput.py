@@ -96,6 +96,7 @@ class _Bound(torch.nn.Module):
         fresh = DELModel(config, model.encoding)  # the same modules, new weights
         self.networks = fresh.networks
         self.likelihood = config.likelihood
+        self.multiplicative = config.combine == "multiplicative"
         self.register_buffer("log_depth_target", torch.as_tensor(model.encoding.log_depth_target))
         self.register_buffer("log_depth_control", torch.as_tensor(model.encoding.log_depth_control))
         self.normalize = config.normalize_depth
@@ -129,7 +130,10 @@ class _Bound(torch.nn.Module):
         if self.compound is not None:
             effect = self.compound(batch[TRAINING_POSITION])
             target, matrix = target + effect[:, 0], matrix + effect[:, 1]
-        log_rate_target = torch.logaddexp(matrix + self.shift, target)[:, None]
+        if self.multiplicative:
+            log_rate_target = (matrix + target)[:, None]
+        else:
+            log_rate_target = torch.logaddexp(matrix + self.shift, target)[:, None]
         log_rate_control = matrix[:, None]
         if self.normalize:
             log_rate_target = log_rate_target + self.log_depth_target
