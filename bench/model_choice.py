@@ -1,100 +1,101 @@
-"""Which model should be the default? Fit candidate configurations to simulated screens and compare them.
+"""Which model should be the default? Candidates on simulated screens, over seeds, beside the baselines.
 
-For each candidate: held-out Spearman with the true log target enrichment (random split and a split that
-holds out whole building blocks of one cycle), coverage of the 50% and 90% posterior intervals on the
-training compounds (against the truth on the model's scale), and the seconds the fit took. Baselines: the
-naive estimate (log of depth-normalized (target + 1) / (control + 1)) and the building-block mean.
+    python bench/model_choice.py            # 27,000 compounds, seeds 0-2, 20 epochs (about 15 min on 2 cores)
+    python bench/model_choice.py --quick    # 3,375 compounds, one seed, 3 epochs
+    python bench/model_choice.py --config network_prior_scale=0.3    # every candidate with a field changed
 
-    python bench/model_choice.py            # 27,000 compounds, 15 epochs (about 10 minutes on 2 cores)
-    python bench/model_choice.py --quick    # 3,375 compounds, 5 epochs
-
-Prints one ``name: value`` line per figure and a table at the end.
+For each seed, ``simulate_del(seed, n_per_cycle)`` at the simulator's defaults (multiplicative truth,
+abundance over about one and a half orders of magnitude), split 80/10/10 at random and by whole building
+blocks of one cycle (``delpyro.split``). Each candidate is fitted to the training part (20 epochs, no early
+stopping: the settings a user gets) and scored on the held-out part: the Spearman correlation of the
+posterior mean log target enrichment with the truth, and on the random split the coverage of the held-out
+compounds' 50% and 90% intervals of the truth on the model's scale (``truth_on_model_scale``). Baselines:
+the naive estimate (``naive_enrichment``) and the building-block average (``building_block_baseline``).
+Printed as ``name: value`` lines per seed, then as means over seeds.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import time
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.stats import spearmanr
 
-import delpyro
-from delpyro import (
-    ModelConfig,
-    building_block_baseline,
-    calibration,
-    fit,
-    naive_enrichment,
-    split,
-    truth_on_model_scale,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import config_overrides, fit_bench_parser, line, machine_lines
+
+import delpyro
+from delpyro import ModelConfig
+
+#: candidate name: the fields it sets on top of the defaults (and ``--config``)
 CANDIDATES = {
-    "default: fingerprint + blocks + compound, ZINB": ModelConfig(),
-    "default with network lr 1e-3": ModelConfig(lr=1e-3),
-    "blocks + compound, ZINB (no network)": ModelConfig(terms=("building_blocks", "compound")),
-    "fingerprint + blocks + compound, ZIP": ModelConfig(likelihood="zip"),
-    "fingerprint + blocks + compound, NB": ModelConfig(likelihood="nb"),
-    "fingerprint + blocks + compound, ZINB, multiplicative": ModelConfig(combine="multiplicative"),
-    "fingerprint only, ZIP (point gates)": ModelConfig(
-        terms=("fingerprint",), likelihood="zip", gates="learned", lr=1e-3
-    ),
-    "del-dock preset": ModelConfig.preset("del-dock", terms=("fingerprint",)),
+    "default": {},
+    "network_without_prior": {"network_prior_scale": None},
+    "no_network": {"terms": ("building_blocks", "compound")},
+    "network_only": {"terms": ("fingerprint",)},
+    "del_dock": ("del-dock", {"terms": ("fingerprint",)}),  # the preset, without its poses
 }
 
 
+def candidate_config(spec: dict | tuple[str, dict], overrides: dict, epochs: int) -> ModelConfig:
+    if isinstance(spec, tuple):
+        preset, fields = spec
+        return ModelConfig.preset(preset, **{"epochs": epochs, **overrides, **fields})
+    return ModelConfig(**{"epochs": epochs, **overrides, **spec})
+
+
 def coverage(prediction: pd.DataFrame, truth: np.ndarray) -> tuple[float, float]:
-    """Coverage of the 50% and 90% central intervals (``delpyro.calibration``)."""
-    table = calibration(prediction, truth, levels=(0.5, 0.9))
+    table = delpyro.calibration(prediction, truth, levels=(0.5, 0.9))
     return float(table["coverage"].iloc[0]), float(table["coverage"].iloc[1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small screen and few epochs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = fit_bench_parser(__doc__, "3,375 compounds, one seed, 3 epochs")
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="candidate names to run (default: all)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    n_per_cycle = (15, 15, 15) if args.quick else (30, 30, 30)
-    epochs = 5 if args.quick else 15
-    data = delpyro.simulate_del(seed=args.seed, n_per_cycle=n_per_cycle)
-    print(f"screen: {data.n_compounds} compounds, seed {args.seed}, {epochs} epochs")
-    splits = {
-        "random": split(data, "random", (0.8, 0.0, 0.2), seed=args.seed),
-        "building_block": split(data, "building_block", (0.8, 0.0, 0.2), seed=args.seed),
-    }
+    warnings.simplefilter("ignore", UserWarning)
+    seeds, epochs, cycles = (range(1), 3, (15, 15, 15)) if args.quick else (range(args.seeds), 20, (30, 30, 30))
+    overrides = config_overrides(args.config)
+    machine_lines("cpu")
+    line("config", ", ".join(args.config) or "defaults")
+    line("compounds", int(np.prod(cycles)))
     rows = []
-    for how, (train, _, test) in splits.items():
-        truth = test.truth["log_target_enrichment"].to_numpy()
-        baselines = {"naive": naive_enrichment(test)}
-        if how == "building_block":
-            baselines["building-block mean"] = building_block_baseline(train, test)
-        for name, score in baselines.items():
-            rho = spearmanr(score, truth).statistic
-            print(f"{how} {name} spearman: {rho:.3f}")
-            rows.append({"split": how, "model": f"baseline: {name}", "spearman": rho})
-        for name, config in CANDIDATES.items():
-            if args.only and name not in args.only:
-                continue
-            config = dataclasses.replace(config, epochs=epochs)
-            started = time.perf_counter()
-            result = fit(train, None, config, seed=args.seed, progress="none")
-            seconds = time.perf_counter() - started
-            rho = spearmanr(result.predict(test, num_samples=100)["log_enrichment_mean"], truth).statistic
-            row = {"split": how, "model": name, "spearman": rho, "fit_seconds": seconds}
-            if how == "random" and result.model.latent_terms:
-                on_train = result.predict(train, num_samples=200)
-                row["coverage50"], row["coverage90"] = coverage(on_train, truth_on_model_scale(result, train))
-            print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    with pd.option_context("display.width", 200, "display.max_columns", 10):
-        print(table.round(3).to_string(index=False))
+    for seed in seeds:
+        screen = delpyro.simulate_del(seed=seed, n_per_cycle=cycles)
+        for how in ("random", "building_block"):
+            train, _, test = delpyro.split(screen, how, seed=seed)
+            truth = test.truth["log_target_enrichment"].to_numpy()
+            scores = {"naive": delpyro.naive_enrichment(test)}
+            scores["bb_average"] = delpyro.building_block_baseline(train, test)
+            for name, score in scores.items():
+                rows.append({"seed": seed, "split": how, "method": name, "spearman": spearmanr(score, truth).statistic})
+            for name, spec in CANDIDATES.items():
+                if args.only and name not in args.only:
+                    continue
+                config = candidate_config(spec, overrides, epochs)
+                fitted = delpyro.fit(train, None, config, seed=seed, progress="none", cache_dir=args.cache)
+                prediction = fitted.predict(test, num_samples=200, cache_dir=args.cache)
+                row = {"seed": seed, "split": how, "method": name}
+                row["spearman"] = spearmanr(prediction["log_enrichment_mean"], truth).statistic
+                if how == "random" and fitted.model.latent_terms:
+                    truth_on_scale = delpyro.truth_on_model_scale(fitted, test)
+                    row["coverage50"], row["coverage90"] = coverage(prediction, truth_on_scale)
+                rows.append(row)
+            for row in rows:
+                if row["seed"] == seed and row["split"] == how:
+                    for field in ("spearman", "coverage50", "coverage90"):
+                        if field in row and not pd.isna(row[field]):
+                            line(f"seed{seed}_{how}_{row['method']}_{field}", float(row[field]))
+    means = pd.DataFrame(rows).drop(columns="seed").groupby(["split", "method"], sort=False).mean()
+    for (how, name), row in means.iterrows():
+        for field, value in row.items():
+            if not pd.isna(value):
+                line(f"mean_{how}_{name}_{field}", float(value))
 
 
 if __name__ == "__main__":

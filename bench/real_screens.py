@@ -1,6 +1,6 @@
 """Real screens: held-out ranking against the simple baselines, and a replicate held out.
 
-    python bench/real_screens.py            # 53BP1: seeds 0-2, 20 epochs with early stopping (about 12 min)
+    python bench/real_screens.py            # 53BP1: seeds 0-2, 20 epochs (about 15 min)
     python bench/real_screens.py --quick    # one seed, 2 epochs, 10 draws
     python bench/real_screens.py --config batch_size=2048       # any ModelConfig field
     python bench/real_screens.py --screen my.parquet --target "seq_target_*" --control "seq_matrix_*"
@@ -11,15 +11,16 @@ The screen is UNCDEL003 against 53BP1 with its library completed (``delpyro.data
 
 **Held-out compounds.** For each seed, a random 80/10/10 split; the default model (``ModelConfig()`` with
 the given fields), the model without a network (``terms=("building_blocks", "compound")``) and the
-fingerprint network alone (``terms=("fingerprint",)``) are fitted with early stopping (patience 3) on the
-validation part, by ``delpyro.choose_terms``, which also picks the one of highest held-out log predictive
-density on the validation part (``chosen``; each fit's lpd and validation loss are printed). Scored by the
-Spearman correlation of the held-out compounds' posterior mean log enrichment with what they show: their
-reads (each target replicate over its reads per compound, averaged) without controls, the naive log
-enrichment (target over control, :func:`delpyro.naive_enrichment`) with them; over every held-out member
-(``all``) and, for a table of listed compounds completed from its library, over the listed ones
-(``listed``). The building-block average
-(``delpyro.building_block_baseline``) is the baseline. Printed per seed and method, then as means.
+fingerprint network alone (``terms=("fingerprint",)``) are fitted for 20 epochs by ``delpyro.choose_terms``,
+which also picks the one of highest held-out log predictive density on the validation part (``chosen``;
+each fit's lpd and validation loss are printed). Scored by the Spearman correlation of the held-out
+compounds' posterior mean log enrichment with what they show: their reads (each target replicate over its
+reads per compound, averaged) without controls, the naive log enrichment (target over control,
+:func:`delpyro.naive_enrichment`) with them; over every held-out member (``all``) and, for a table of listed
+compounds completed from its library, over the listed ones (``listed``). The building-block average
+(``delpyro.building_block_baseline``) is the baseline. Printed per seed and method, then as means, then
+each method's mean difference from the baseline with a 95% interval from 200 paired bootstrap resamples of
+the held-out compounds (the same resamples score both; averaged over seeds resample by resample).
 
 **A replicate held out** (screens with three or more target replicates). For each target replicate, the
 default model is fitted to every compound with that replicate left out (20 epochs, the first seed), and
@@ -33,6 +34,7 @@ and concentration with the naive rate (plus half a read, so that no rate is zero
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import math
 import sys
@@ -53,6 +55,8 @@ from delpyro.distributions import count_distribution
 
 #: the models compared (``delpyro.choose_terms`` fits them and picks one by held-out predictive density)
 CANDIDATES = {"default": None, "no_network": ("building_blocks", "compound"), "network_only": ("fingerprint",)}
+#: bootstrap resamples of the held-out compounds for the differences from the building-block average
+BOOTSTRAP = 200
 
 
 def observed_enrichment(data: delpyro.DELData, reference: delpyro.DELData) -> np.ndarray:
@@ -81,6 +85,7 @@ def read_screen(args: argparse.Namespace) -> delpyro.DELData:
 
 def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
     rows = []
+    differences = collections.defaultdict(list)
     for seed in seeds:
         train, val, test = delpyro.split(screen, "random", seed=seed)
         observed = observed_enrichment(test, screen)
@@ -95,18 +100,40 @@ def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
             line(f"seed{seed}_{name}_val_loss", float(row["val_loss"]))
         predictions["chosen"] = predictions[choice.chosen]
         line(f"seed{seed}_chosen", choice.chosen)
-        listed = test.observed
-        for name, predicted in predictions.items():
-            row = {"seed": seed, "method": name, "all": float(spearmanr(predicted, observed).statistic)}
-            line(f"seed{seed}_{name}_all", row["all"])
-            if listed is not None:
-                row["listed"] = float(spearmanr(predicted[listed], observed[listed]).statistic)
-                line(f"seed{seed}_{name}_listed", row["listed"])
-            rows.append(row)
-    means = pd.DataFrame(rows).drop(columns="seed").groupby("method").mean()
-    for name, row in means.iterrows():
-        for part, value in row.items():
-            line(f"mean_{name}_{part}", float(value))
+        parts = {"all": np.ones(test.n_compounds, bool)}
+        if test.observed is not None:
+            parts["listed"] = test.observed
+        resamples = np.random.default_rng(seed).integers(0, test.n_compounds, (BOOTSTRAP, test.n_compounds))
+        for part, members in parts.items():
+            baseline = predictions["building_block_average"]
+            for name, predicted in predictions.items():
+                rho = float(spearmanr(predicted[members], observed[members]).statistic)
+                line(f"seed{seed}_{name}_{part}", rho)
+                rows.append({"seed": seed, "method": name, "part": part, "spearman": rho})
+                if name != "building_block_average":
+                    differences[(name, part)].append(
+                        paired_differences(predicted, baseline, observed, members, resamples)
+                    )
+    means = pd.DataFrame(rows).groupby(["method", "part"], sort=False)["spearman"].mean()
+    for (name, part), value in means.items():
+        line(f"mean_{name}_{part}", float(value))
+    for (name, part), draws in differences.items():
+        mean_draws = np.mean(draws, axis=0)  # the seeds' splits are independent: average replicate by replicate
+        low, high = np.quantile(mean_draws, [0.025, 0.975])
+        point = means[(name, part)] - means[("building_block_average", part)]
+        line(f"difference_{name}_{part}", f"{point:+.3f} (95% bootstrap interval {low:+.3f} to {high:+.3f})")
+
+
+def paired_differences(predicted, baseline, observed, members, resamples) -> np.ndarray:
+    """Spearman(predicted) - Spearman(baseline) on ``BOOTSTRAP`` resamples of the held-out compounds (the
+    same resamples for both, restricted to ``members``)."""
+    out = np.empty(len(resamples))
+    for b, rows in enumerate(resamples):
+        rows = rows[members[rows]]
+        out[b] = (
+            spearmanr(predicted[rows], observed[rows]).statistic - spearmanr(baseline[rows], observed[rows]).statistic
+        )
+    return out
 
 
 def held_out_replicate_lpd(fitted, kept, held: np.ndarray, total: float, cache: str, num_samples: int = 100):

@@ -120,6 +120,12 @@ class ModelConfig:
     dropout: float = 0.1
     #: "relu" | "gelu" | "silu" | "elu" | "tanh".
     activation: str = "relu"
+    #: Standard deviation s of a Normal(0, s^2) prior on every weight (not bias) of the networks. Their
+    #: weights are point estimates, so this is a MAP penalty sum w^2 / 2 s^2 in the ELBO, counted once a
+    #: step like every global prior. Without it the network fits the training compounds' noise, and the
+    #: longer it trains the worse it ranks new compounds (53BP1: held-out Spearman 0.211 after 20 epochs,
+    #: 0.160 after 60; with s = 0.1, 0.218 and 0.222). None: no prior (DEL-Dock's network).
+    network_prior_scale: float | None = 0.1
     #: Pooling over poses: "gated_attention" | "mean".
     pooling: str = "gated_attention"
     #: Width of the gated attention's hidden layer; None: hidden_size.
@@ -238,7 +244,7 @@ class ModelConfig:
         positive += ["lr_decay", "local_init_scale"]
         for name in positive:
             _check_number(name, getattr(self, name), lambda v: v > 0, "positive")
-        for name in ("local_lr", "guide_lr"):
+        for name in ("local_lr", "guide_lr", "network_prior_scale"):
             if getattr(self, name) is not None:
                 _check_number(name, getattr(self, name), lambda v: v > 0, "positive or None")
         for name in ("depth_deviation", "weight_decay"):
@@ -334,6 +340,7 @@ PRESETS: dict[str, ModelConfig] = {
         clip_norm=0.1,
         betas=(0.95, 0.999),
         weight_decay=0.0,
+        network_prior_scale=None,
         lr_decay=0.1,
         lr_decay_steps=1250,
         batch_size=64,

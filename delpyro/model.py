@@ -59,16 +59,19 @@ target head is the pose network's, :class:`~delpyro.nets.PoseNet`). Without a fi
 gets an intercept ~ Normal(0, 5); without controls there is no matrix arm and g_i = t_i. ZINB(rate, pi, phi)
 is a structural zero with probability pi, else a negative binomial of mean rate and variance rate +
 rate^2 / phi; the likelihood may also be Poisson, ZIP or NB (:mod:`delpyro.distributions`). Network
-weights, and gates, concentrations or delta when "learned", are point estimates (Pyro params).
+weights, and gates, concentrations or delta when "learned", are point estimates (Pyro params); with
+``network_prior_scale`` = s the weights W (not biases) have the prior Normal(0, s^2), a MAP penalty
+sum W^2 / 2 s^2 added once per step (the factor site ``network_prior``, in training only).
 
 Sites (names are the constants below; :data:`LOCAL_SITES` are the per-compound ones a guide covers):
-``control_gate``, ``target_gate``, ``control_concentration``, ``target_concentration``,
-``target_matrix_shift``, ``control_depth_deviation``, ``target_depth_deviation``, ``target_intercept``,
-``matrix_intercept``, ``bb_scale`` ``[arms, families]``, ``bb_z`` ``[arms, slots]`` (every cycle's slots one
-after another: a site costs every training step a fixed amount of bookkeeping), ``bb_pair_z`` ``[pairs,
-arms]`` (local: the pair slots a batch holds, every pair family's one after another), ``compound_scale``,
-``compound_matrix_scale``, ``compound_effect`` ``[screened, arms]``, ``new_compound_effect``, and the observed
-``control_counts`` ``[batch, replicates]`` and ``target_counts``. In evaluation the model also records
+``network_prior`` (a factor), ``control_gate``, ``target_gate``, ``control_concentration``,
+``target_concentration``, ``target_matrix_shift``, ``control_depth_deviation``, ``target_depth_deviation``,
+``target_intercept``, ``matrix_intercept``, ``bb_scale`` ``[arms, families]``, ``bb_z`` ``[arms, slots]``
+(every cycle's slots one after another: a site costs every training step a fixed amount of bookkeeping),
+``bb_pair_z`` ``[pairs, arms]`` (local: the pair slots a batch holds, every pair family's one after another),
+``compound_scale``, ``compound_matrix_scale``, ``compound_effect`` ``[screened, arms]``,
+``new_compound_effect``, and the observed ``control_counts`` ``[batch, replicates]`` and ``target_counts``.
+In evaluation the model also records
 ``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect`` and
 ``compound_matrix_effect`` (deterministic sites, ``[batch, 1]``).
 
@@ -148,6 +151,7 @@ COMPOUND_SCALE = "compound_scale"
 COMPOUND_MATRIX_SCALE = "compound_matrix_scale"
 COMPOUND_EFFECT = "compound_effect"
 NEW_COMPOUND_EFFECT = "new_compound_effect"
+NETWORK_PRIOR = "network_prior"
 COUNTS = "{arm}_counts"
 #: the zero-truncation factor of a table that lists only compounds with reads (``observed_only``), and the
 #: draws of a compound's own effect from its prior over which the probability of being listed is averaged
@@ -355,6 +359,10 @@ class DELModel(nn.Module):
         config = self.config
         device = self.device
         pyro.module("networks", self.networks)
+        if config.network_prior_scale is not None and self.training:
+            # the networks' weights (not biases) are point estimates: their Normal(0, s^2) prior is a MAP penalty
+            penalty = sum(p.square().sum() for p in self.networks.parameters() if p.dim() > 1)
+            pyro.factor(NETWORK_PRIOR, -0.5 * penalty / config.network_prior_scale**2)
         replicates = {
             arm: pyro.plate(f"{arm}_replicates", self.log_depth(arm).numel(), dim=-1) for arm in self.count_arms
         }

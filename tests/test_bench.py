@@ -74,6 +74,12 @@ def test_real_screens_quick(tmp_path: Path) -> None:
         for part in ("all", "listed"):
             assert -1 <= float(values[f"mean_{method}_{part}"]) <= 1
             assert values[f"mean_{method}_{part}"] == values[f"seed0_{method}_{part}"]  # one seed
+    for method in ("default", "no_network", "network_only", "chosen"):
+        for part in ("all", "listed"):
+            point, interval = values[f"difference_{method}_{part}"].split(" (95% bootstrap interval ")
+            low, high = (float(v) for v in interval.rstrip(")").split(" to "))
+            difference = float(values[f"mean_{method}_{part}"]) - float(values[f"mean_building_block_average_{part}"])
+            assert float(point) == pytest.approx(difference, abs=2e-3) and low <= high
     chosen = values["seed0_chosen"]
     lpd = {name: float(values[f"seed0_{name}_lpd"]) for name in ("default", "no_network", "network_only")}
     assert chosen == max(lpd, key=lpd.get)
@@ -140,3 +146,15 @@ def test_calibration_quick(tmp_path: Path) -> None:
             assert all(0.0 <= c <= 1.0 for c in deciles)
             assert overall == pytest.approx(sum(deciles) / 10, abs=0.02)  # deciles of equal size
         assert float(values[f"n1000_{part}_cov90"]) >= float(values[f"n1000_{part}_cov50"])
+
+
+def test_model_choice_quick(tmp_path: Path) -> None:
+    values = run_quick("model_choice.py", "--cache", str(tmp_path))
+    assert int(values["compounds"]) == 3375
+    for split in ("random", "building_block"):
+        for method in ("naive", "bb_average", "default", "network_without_prior", "no_network", "network_only"):
+            assert -1 <= float(values[f"mean_{split}_{method}_spearman"]) <= 1
+    for method in ("default", "network_without_prior", "no_network"):  # the models with latent terms
+        low, high = float(values[f"mean_random_{method}_coverage50"]), float(values[f"mean_random_{method}_coverage90"])
+        assert 0 <= low <= high <= 1
+    assert "mean_random_network_only_coverage90" not in values  # a point estimate has no intervals

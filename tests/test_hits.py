@@ -119,9 +119,25 @@ def test_choose_terms_keeps_the_candidate_of_highest_held_out_predictive_density
         assert table.loc[name, "lpd"] == pytest.approx(by_hand, rel=1e-9)
         # never below the mean log-likelihood (Jensen), the quantity the validation loss is built on
         assert table.loc[name, "lpd"] >= log_lik.mean(0).mean() - 1e-9
-        assert table.loc[name, "val_loss"] == result.best_val_loss
+        # no early stopping by default: the last epoch is kept, with its validation loss
+        assert table.loc[name, "epoch"] == 4 and not result.stopped_early
+        assert table.loc[name, "val_loss"] == result.history["val_loss"].iloc[-1]
         assert table.loc[name, "difference"] == pytest.approx(table.loc[name, "lpd"] - table["lpd"].max())
     assert list(choice.table["candidate"])[-1] == "poses"
     assert str(choice).startswith(f"chose {choice.chosen!r}")
     with pytest.raises(ValueError, match="validation screen"):
         delpyro.choose_terms(train, None, config)
+
+
+def test_choose_terms_with_early_stopping_reports_the_epoch_it_kept() -> None:
+    screen = delpyro.simulate_del(seed=4, n_per_cycle=(6, 6, 5))
+    train, val, _ = delpyro.split(screen, "random", (0.7, 0.3, 0.0), seed=0)
+    config = delpyro.ModelConfig(lr=0.2, guide_lr=0.5, local_lr=0.5)  # steps large enough to overshoot
+    candidates = {"blocks": ("building_blocks", "compound")}
+    choice = delpyro.choose_terms(
+        train, val, config, candidates=candidates, early_stopping_patience=1, epochs=30, seed=0, progress="none"
+    )
+    result, row = choice.result, choice.table.iloc[0]
+    assert result.stopped_early and result.epoch < 30
+    assert row["epoch"] == result.best_epoch < result.epoch
+    assert row["val_loss"] == result.history["val_loss"].min() == result.best_val_loss

@@ -290,3 +290,40 @@ def test_per_compound_gates_come_from_the_network() -> None:
         logits = trace.nodes[f"{arm}_counts"]["fn"].gate_logits
         assert logits.shape == (40, data.n_target_replicates if arm == "target" else data.n_control_replicates)
         assert logits[:, 0].std() > 0  # each compound has its own gate
+
+
+def test_the_network_prior_is_a_map_penalty_on_the_weights() -> None:
+    """network_prior_scale=s adds log Normal(0, s^2) of every network weight (not the biases), up to a
+    constant, as one factor in training; evaluation and the default without it have no such site."""
+    screen = delpyro.simulate_del(seed=3, n_per_cycle=(4, 3, 3))
+    config = ModelConfig(hidden_size=8, n_layers=1, fingerprint_bits=64, network_prior_scale=0.05)
+    encoding = Encoding.fit(screen, config)
+    model = DELModel(config, encoding)
+    batch = next(iter(Minibatches(encoding.encode(screen), 7, shuffle=False)))
+    with model.param_scope(), torch.no_grad():
+        trace = pyro.poutine.trace(model).get_trace(batch)
+        with model.evaluating():
+            evaluation = pyro.poutine.trace(model).get_trace(batch)
+    weights = [p for p in model.networks.parameters() if p.dim() > 1]
+    biases = [p for p in model.networks.parameters() if p.dim() == 1]
+    assert len(weights) >= 3 and biases
+    prior = stats.norm(0, 0.05)
+    by_hand = sum(prior.logpdf(w.detach().numpy()).sum() - w.numel() * prior.logpdf(0) for w in weights)
+    site = trace.nodes["network_prior"]
+    assert float(site["fn"].log_prob(site["value"]).sum()) == pytest.approx(by_hand, rel=1e-5)
+    assert "network_prior" not in evaluation.nodes
+    plain = DELModel(dataclasses.replace(config, network_prior_scale=None), encoding)
+    with plain.param_scope(), torch.no_grad():
+        assert "network_prior" not in pyro.poutine.trace(plain).get_trace(batch).nodes
+
+
+def test_a_tight_network_prior_shrinks_the_fitted_weights() -> None:
+    screen = delpyro.simulate_del(seed=3, n_per_cycle=(6, 6, 6))
+    norms = {}
+    for scale in (None, 0.005):
+        config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=128, lr=1e-2, network_prior_scale=scale)
+        result = delpyro.fit(screen, None, config, epochs=5, seed=0, progress="none")
+        norms[scale] = sum(float(p.detach().square().sum()) for p in result.model.networks.parameters() if p.dim() > 1)
+    assert norms[0.005] < 0.5 * norms[None]
+    with pytest.raises(ValueError, match="network_prior_scale"):
+        ModelConfig(network_prior_scale=0.0)
