@@ -70,6 +70,7 @@ def main() -> None:
         for how in ("random", "building_block"):
             train, _, test = delpyro.split(screen, how, seed=seed)
             truth = test.truth["log_target_enrichment"].to_numpy()
+            first = len(rows)  # this split's rows start here
             scores = {"naive": delpyro.naive_enrichment(test)}
             scores["bb_average"] = delpyro.building_block_baseline(train, test)
             for name, score in scores.items():
@@ -86,11 +87,10 @@ def main() -> None:
                     truth_on_scale = delpyro.truth_on_model_scale(fitted, test)
                     row["coverage50"], row["coverage90"] = coverage(prediction, truth_on_scale)
                 rows.append(row)
-            for row in rows:
-                if row["seed"] == seed and row["split"] == how:
-                    for field in ("spearman", "coverage50", "coverage90"):
-                        if field in row and not pd.isna(row[field]):
-                            line(f"seed{seed}_{how}_{row['method']}_{field}", float(row[field]))
+            for row in rows[first:]:
+                for field in ("spearman", "coverage50", "coverage90"):
+                    if field in row:
+                        line(f"seed{seed}_{how}_{row['method']}_{field}", float(row[field]))
     means = pd.DataFrame(rows).drop(columns="seed").groupby(["split", "method"], sort=False).mean()
     for (how, name), row in means.iterrows():
         for field, value in row.items():

@@ -15,7 +15,8 @@ Two models, each timed two ways in the same run:
   already sliced in memory: forward, the count log-likelihood written by hand, backward and an Adam step;
   no Pyro. For the default model the building-block and per-compound effects are plain embedding tables
   and the gates and concentrations plain parameters, so the bound does the same arithmetic as the
-  model's mean, minus everything probabilistic (sampling, priors, the guide).
+  model's mean, minus everything probabilistic (sampling, priors, the guide) but the networks' weight
+  penalty (``network_prior_scale``), which is part of the network's own training.
 
 Each is timed in alternating rounds (delpyro, bound, delpyro, bound, ...) after a warm-up epoch of both,
 and the medians of every timed epoch are compared. Prints ``name: value`` lines, and ``ratio: X``
@@ -97,6 +98,8 @@ class _Bound(torch.nn.Module):
         self.networks = fresh.networks
         self.likelihood = config.likelihood
         self.multiplicative = config.combine == "multiplicative"
+        self.prior_scale = config.network_prior_scale
+        self.n_compounds = n_compounds
         self.register_buffer("log_depth_target", torch.as_tensor(model.encoding.log_depth_target))
         self.register_buffer("log_depth_control", torch.as_tensor(model.encoding.log_depth_control))
         self.normalize = config.normalize_depth
@@ -148,7 +151,11 @@ class _Bound(torch.nn.Module):
         else:
             log_lik = _zip_log_prob(y_t, log_rate_target, self.gates["target"]).sum()
             log_lik = log_lik + _zip_log_prob(y_c, log_rate_control, self.gates["control"]).sum()
-        return -log_lik / y_t.shape[0]
+        loss = -log_lik / y_t.shape[0]
+        if self.prior_scale is not None:  # the networks' weight prior, as the model adds it once a step
+            penalty = sum(p.square().sum() for p in self.networks.parameters() if p.dim() > 1)
+            loss = loss + 0.5 * penalty / self.prior_scale**2 / self.n_compounds
+        return loss
 
 
 def bound_epochs(model: DELModel, arrays: dict, batch_size: int, epochs: int, device: torch.device) -> list[float]:

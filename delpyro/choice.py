@@ -180,5 +180,5 @@ def _kept_val_loss(result: FitResult) -> float:
     """The validation loss of the epoch a fit kept (NaN when no epoch was validated)."""
     if result.stopped_early:
         return result.best_val_loss
-    losses = [row["val_loss"] for row in result.records if row.get("epoch") == result.epoch and "val_loss" in row]
-    return float(losses[-1]) if losses else math.nan
+    last = result.records[-1].get("val_loss") if result.records else None
+    return math.nan if last is None else float(last)
