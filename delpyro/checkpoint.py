@@ -5,7 +5,7 @@ half-written file in place of a good one). It starts with a text header, then ho
 dict of plain values and tensors::
 
     delpyro checkpoint
-    format 4
+    format 5
     sha256 <the SHA-256 of everything after the header>
     <torch.save of the state>
 
@@ -29,7 +29,7 @@ key                what it holds
 ``stopped_by_user``: where training stands
 =================  =================================================================================
 
-:func:`read` gives that dict for the current format, for format 3 and for format 2 (a bare
+:func:`read` gives that dict for the current format, for formats 4 and 3, and for format 2 (a bare
 ``torch.save`` of the settings, encoding and parameter names used then, read with ``weights_only=True``
 allowing only Pyro's constraint classes and numpy arrays) of a model without disynthon families, and
 refuses anything else with a message saying why.
@@ -50,10 +50,13 @@ import torch
 import torch.distributions.constraints as torch_constraints
 
 from delpyro.config import ModelConfig, resolve_terms
+from delpyro.effects import matrix_share
 from delpyro.files import write_bytes
 
 __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 
+#: 5: with controls, the per-compound site ``compound_effect`` holds (w, d), d = u_m - kappa w
+#: (:class:`delpyro.effects.CompoundEffectPrior`); formats 2 to 4 held (w, u_m).
 #: 4: disynthon (pair) effects as a local site, ``bb_pair_z``, not centred, with each pair's training
 #: compounds in the encoding (``pair_counts``); formats 2 and 3 centred them within ``bb_z``.
 #: 3: a checksummed header, then a weights-only state: the model's screen constants in an ``encoding``
@@ -61,7 +64,7 @@ __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 #: ``encoder.residual.``, point estimates named without ``observation.``, ``n_layers`` and
 #: ``gates="latent"``, no constraints, random states as tensors and lists.
 #: 2: building-block effects as two sample sites. 1: two sites per family.
-FORMAT = 4
+FORMAT = 5
 _MAGIC = b"delpyro checkpoint\n"
 
 
@@ -75,7 +78,7 @@ def write(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` as a dict of the current format (format 2 is converted).
+    """The checkpoint at ``path`` as a dict of the current format (formats 2 to 4 are converted).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError``, naming the file and what is wrong,
     for anything that is not a whole delpyro checkpoint."""
@@ -87,18 +90,20 @@ def read(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_FORMAT_2_GLOBALS):
             state = _unpickle(path, data)
     found = state.get("format") if isinstance(state, dict) else None
+    if found == 4 and data.startswith(_MAGIC):
+        return _from_format_4(path, state)
     if found == FORMAT and data.startswith(_MAGIC):
         return state
     if found == 3 and data.startswith(_MAGIC):
-        return _from_format_3(path, state)
+        return _from_format_4(path, _from_format_3(path, state))
     if found == 2:
-        return _from_format_3(path, _from_format_2(state))
+        return _from_format_4(path, _from_format_3(path, _from_format_2(state)))
     if found == 1:
         raise ValueError(
             f"{path}: a checkpoint of format 1, written before building-block effects became two sample "
             f"sites (format 2); its guide parameters do not fit this model: fit again"
         )
-    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 3, or 2)")
+    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 4, 3 or 2)")
 
 
 def _checked_payload(path: Path, data: bytes) -> bytes:
@@ -163,18 +168,60 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))  # noqa: NPY002
 
 
+#: the guide's parameters that format 5 changed, and the scales' medians that convert them
+_EFFECT_LOCS, _EFFECT_SCALES = "AutoNormal.locs.compound_effect", "AutoNormal.scales.compound_effect"
+_SCALE_LOCS = ("AutoNormal.locs.compound_scale", "AutoNormal.locs.compound_matrix_scale")
+
+
+def _from_format_4(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """A format-4 checkpoint in format 5. With controls and the "compound" term, the guide's per-compound
+    normals held (w, u_m); now (w, d), d = u_m - kappa w, with kappa at the guide's medians of sigma_t and
+    sigma_m. Each compound's means move exactly, and d's scale is set so that its target effect
+    u_t = (1 - kappa) w - d keeps the spread it had, sqrt(s_w^2 + s_m^2): s_d^2 = s_m^2 + (2 kappa -
+    kappa^2) s_w^2. Its log enrichment keeps its mean and spread; draws differ, as the guide's coordinates
+    did. The optimizer's moments of the two parameters restart (they belonged to the old coordinates).
+    Other guides than AutoNormal's are refused."""
+    state = {**state, "format": FORMAT}
+    if "compound" not in state["encoding"]["terms"] or not state["encoding"].get("control_names"):
+        return state
+    params = state["params"]
+    if _EFFECT_LOCS not in params or any(name not in params for name in _SCALE_LOCS):
+        raise ValueError(
+            f"{path}: a checkpoint of format 4 of a model with controls and per-compound effects whose guide is "
+            f"not AutoNormal's; its per-compound parameters are in the coordinates before format {FORMAT} and "
+            "cannot be converted: fit again"
+        )
+    kappa = float(matrix_share(params[_SCALE_LOCS[0]].exp(), params[_SCALE_LOCS[1]].exp()))
+    positive = torch.distributions.biject_to(pyro_constraints.softplus_positive)
+
+    def converted(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(values)
+        if _EFFECT_LOCS in values:
+            loc = values[_EFFECT_LOCS]
+            out[_EFFECT_LOCS] = torch.stack([loc[:, 0], loc[:, 1] - kappa * loc[:, 0]], dim=-1)
+        if _EFFECT_SCALES in values:
+            scale = positive(values[_EFFECT_SCALES])
+            d_scale = (scale[:, 1] ** 2 + (2 * kappa - kappa**2) * scale[:, 0] ** 2).sqrt()
+            out[_EFFECT_SCALES] = positive.inv(torch.stack([scale[:, 0], d_scale], dim=-1))
+        return out
+
+    optim_state = {k: v for k, v in state["optim_state"].items() if k not in (_EFFECT_LOCS, _EFFECT_SCALES)}
+    ema = dict(state["ema"], shadow=converted(state["ema"]["shadow"]))
+    return {**state, "params": converted(params), "optim_state": optim_state, "ema": ema}
+
+
 def _from_format_3(path: Path, state: dict[str, Any]) -> dict[str, Any]:
-    """A format-3 checkpoint in the current format: the same, with no pair counts, when its model has no
+    """A format-3 checkpoint in format 4: the same, with no pair counts, when its model has no
     disynthon families. One with them is refused: its guide held the pairs' effects centred within
     ``bb_z``, which this model does not, so its parameters do not carry over."""
     encoding = state["encoding"]
     if encoding.get("pair_keys"):
         raise ValueError(
             f"{path}: a checkpoint of format {state['format']} of a model with disynthon families, written "
-            f"before pair effects became a local site (format {FORMAT}); its guide parameters do not fit this "
+            f"before pair effects became a local site (format 4); its guide parameters do not fit this "
             "model: fit again (models without disynthon families, bb_pairs=False, still load)"
         )
-    return {**state, "format": FORMAT, "encoding": {**encoding, "pair_counts": {}}}
+    return {**state, "format": 4, "encoding": {**encoding, "pair_counts": {}}}
 
 
 def _from_format_2(state: dict[str, Any]) -> dict[str, Any]:

@@ -13,21 +13,24 @@ Every function takes any number of leading dims (draws of a posterior) before it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from torch import nn
 
 from delpyro.keys import INDEX, TRAINING_POSITION
 
 __all__ = [
     "BuildingBlockEffects",
+    "CompoundEffectPrior",
     "compound_parts",
     "compound_prior",
     "effects_in_batch_order",
     "family_effects",
+    "matrix_share",
     "screened_positions",
 ]
 
@@ -145,28 +148,90 @@ class BuildingBlockEffects(nn.Module):
         return out
 
 
+def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor) -> torch.Tensor:
+    """kappa = sigma_m^2 / (sigma_t^2 + sigma_m^2): the share of a compound's whole target-arm deviation
+    w = u_t + u_m that its prior expects from the matrix effect, E[u_m | w] = kappa w."""
+    var_m = matrix_scale**2
+    return var_m / (target_scale**2 + var_m)
+
+
+class CompoundEffectPrior(dist.TorchDistribution):
+    """The prior of a compound's effect pair (w, d) with a matrix arm.
+
+    u_t ~ Normal(0, sigma_t^2) and u_m ~ Normal(0, sigma_m^2) are independent. The site holds
+    w = u_t + u_m, the target arm's whole deviation, and d = u_m - kappa w (:func:`matrix_share`), the
+    matrix effect less what w predicts of it. The map (u_t, u_m) -> (w, d) has unit Jacobian, so
+    log p(w, d) = log p_t(u_t) + log p_m(u_m), and w and d are uncorrelated under the prior.
+
+    Why these coordinates: a mean-field guide treats the site's two numbers as independent. The target
+    reads pin w and the control reads u_m. In (u_t, u_m) the two are strongly anti-correlated a
+    posteriori; in (w, u_m) they are correlated whenever the control reads say little of a compound (then
+    E[u_m | w] = kappa w), so the guide's variance of u_t = w - u_m is too large, and the learned sigma_t,
+    which follows it, grows with training. In (w, d) they are independent under the prior and nearly so
+    when the controls are shallow, as in most screens; when the control reads pin u_m much more tightly
+    than the target reads pin w, d takes up some of w's spread and a correlation returns.
+    """
+
+    arg_constraints: ClassVar[dict] = {"target_scale": constraints.positive, "matrix_scale": constraints.positive}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(
+        self,
+        target_scale: torch.Tensor,
+        matrix_scale: torch.Tensor,
+        validate_args: bool | None = None,
+    ) -> None:
+        self.target_scale, self.matrix_scale = torch.broadcast_tensors(
+            torch.as_tensor(target_scale), torch.as_tensor(matrix_scale)
+        )
+        super().__init__(self.target_scale.shape, torch.Size([2]), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(CompoundEffectPrior, _instance)
+        new.target_scale = self.target_scale.expand(batch_shape)
+        new.matrix_scale = self.matrix_scale.expand(batch_shape)
+        super(CompoundEffectPrior, new).__init__(torch.Size(batch_shape), torch.Size([2]), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        target = dist.Normal(0.0, self.target_scale).rsample(sample_shape)
+        matrix = dist.Normal(0.0, self.matrix_scale).rsample(sample_shape)
+        w = target + matrix
+        return torch.stack([w, matrix - matrix_share(self.target_scale, self.matrix_scale) * w], dim=-1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        w = value[..., 0]
+        matrix = value[..., 1] + matrix_share(self.target_scale, self.matrix_scale) * w
+        return dist.Normal(0.0, self.target_scale).log_prob(w - matrix) + dist.Normal(0.0, self.matrix_scale).log_prob(
+            matrix
+        )
+
+
 def compound_prior(target_scale: torch.Tensor, matrix_scale: torch.Tensor | None) -> dist.Distribution:
     """The prior of one compound's effect site, given the scales (``[]`` or ``[draws]``).
 
     Target only (``matrix_scale`` None): z ~ Normal(0, 1), non-centred (the effect is sigma_t z). With a
-    matrix arm, (w, u_m) ~ MultivariateNormal(0, [[sigma_t^2 + sigma_m^2, sigma_m^2], [sigma_m^2, sigma_m^2]]):
-    u_m the matrix effect and w = u_t + u_m the whole target arm's deviation, centred. The target reads
-    pin w and the control reads u_m, so the two are nearly independent a posteriori and a mean-field
-    guide can represent them; (u_t, u_m) would be strongly anti-correlated.
+    matrix arm, (w, d) ~ :class:`CompoundEffectPrior`.
     """
     if matrix_scale is None:
         return dist.Normal(0.0, 1.0).expand([1]).to_event(1)
-    var_t, var_m = target_scale**2, matrix_scale**2
-    covariance = torch.stack([var_t + var_m, var_m, var_m, var_m], dim=-1).reshape(*var_t.shape, 2, 2)
-    return dist.MultivariateNormal(torch.zeros(2, dtype=var_t.dtype, device=var_t.device), covariance)
+    return CompoundEffectPrior(target_scale, matrix_scale)
 
 
-def compound_parts(z: torch.Tensor, target_scale: torch.Tensor, has_matrix: bool) -> dict[str, torch.Tensor]:
+def compound_parts(
+    z: torch.Tensor, target_scale: torch.Tensor, matrix_scale: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
     """The compound effects on each arm ``[..., batch]`` from the effect sites' values ``[..., batch, n_arms]``
-    in batch order: u_t = sigma_t z (target only), or u_t = w - u_m and u_m (with a matrix arm)."""
-    if not has_matrix:
+    and the scales (``[...]``): u_t = sigma_t z (target only), or, with a matrix arm (``matrix_scale`` given),
+    u_m = d + kappa w and u_t = w - u_m (see :class:`CompoundEffectPrior`)."""
+    if matrix_scale is None:
         return {"target": target_scale.unsqueeze(-1) * z[..., 0]}
-    return {"target": z[..., 0] - z[..., 1], "matrix": z[..., 1]}
+    w = z[..., 0]
+    share = matrix_share(target_scale, matrix_scale)
+    matrix = z[..., 1] + (share.unsqueeze(-1) if share.dim() else share) * w
+    return {"target": w - matrix, "matrix": matrix}
 
 
 def screened_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,9 +36,13 @@ Per-compound effects (term "compound"), for every compound of the training scree
 plate over the screened compounds)::
 
     sigma_t, sigma_m ~ HalfNormal(compound_prior_scale)
-    (w_i, u^m_i)     ~ MultivariateNormal(0, [[sigma_t^2 + sigma_m^2, sigma_m^2], [sigma_m^2, sigma_m^2]])
-    u^t_i            = w_i - u^m_i
+    u^t_i ~ Normal(0, sigma_t^2),  u^m_i ~ Normal(0, sigma_m^2)    independent
+    the site holds (w_i, d_i):   w_i = u^t_i + u^m_i,   d_i = u^m_i - kappa w_i
+    kappa = sigma_m^2 / (sigma_t^2 + sigma_m^2)
     (without controls: u^t_i = sigma_t * z_i, z_i ~ Normal(0, 1))
+
+w and d are uncorrelated under the prior, and the target reads pin w: a mean-field guide is close to the
+posterior in these coordinates (see :class:`~delpyro.effects.CompoundEffectPrior`).
 
 A compound never screened draws its effect from this prior (integrated over, outside the joint density).
 
@@ -434,7 +438,7 @@ class DELModel(nn.Module):
             latent = self._latent_parts(batch, sites, None)
             compound = {}
             if compound_z is not None:
-                compound = compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms)
+                compound = compound_parts(compound_z, sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
             log_target = _sum([network.target, *latent["target"], compound.get("target")])
             log_matrix = _sum([network.matrix, *latent["matrix"], compound.get("matrix")])
             if not self.training:  # for posterior export; a training step has no use for them
@@ -476,7 +480,7 @@ class DELModel(nn.Module):
                     log_listed = log1mexp(no_read)
                 else:
                     draws = effect_prior.rsample((LISTED_DRAWS, base_target.shape[-1]))  # [draws, batch, n_arms]
-                    parts = compound_parts(draws, sites[COMPOUND_SCALE], "matrix" in self.arms)
+                    parts = compound_parts(draws, sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
                     matrix = None if base_matrix is None else base_matrix + parts["matrix"]
                     no_read = self._log_no_read(count_distributions(base_target + parts["target"], matrix))
                     log_listed = torch.logsumexp(log1mexp(no_read), 0) - math.log(LISTED_DRAWS)
@@ -555,7 +559,8 @@ class DELModel(nn.Module):
             for arm, value in self.building_blocks(scale, effects, batch[BLOCK_CODES], pair_z, positions).items():
                 parts[arm].append(value)
         if compound_z is not None:
-            for arm, value in compound_parts(compound_z, sites[COMPOUND_SCALE], "matrix" in self.arms).items():
+            scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
+            for arm, value in compound_parts(compound_z, *scales).items():
                 parts[arm].append(value)
         return parts
 

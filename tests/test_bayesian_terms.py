@@ -239,10 +239,12 @@ def test_held_out_loss_integrates_new_compound_effects_over_their_prior() -> Non
     config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=3, batch_size=64, combine="additive")
     result = fit(train, val, config, seed=0, progress="none")
     batch = next(iter(delpyro.Minibatches(result.model.encoding.encode(val), val.n_compounds, shuffle=False)))
-    losses = np.array([delpyro.eval_step(result.svi, batch) for _ in range(8)])
+    losses = np.array([delpyro.eval_step(result.svi, batch) for _ in range(32)])
     print("held-out losses:", losses.round(3))
     assert np.all(losses > 0)
-    assert losses.std() < 0.1
+    # one draw's Monte Carlo noise over these 150 compounds is about 0.1 to 0.2 nats a compound; the
+    # guide's per-compound sites leaking in would swing it by thousands
+    assert losses.std() < 0.5
     assert np.all(result.history["val_loss"] > 0)
     # the same number by hand: the model's log-likelihood at draws of the guide's globals, with the new
     # compounds' effects drawn from the prior, minus the globals' log q - log p
@@ -290,3 +292,51 @@ def test_vectorized_guide_draws_match_the_model_run_one_draw_at_a_time(bb_fit, b
         assert float(((spread / scale) - 1).abs().max()) < 0.08
         assert float(((many["bb_z"].mean(0) - loc) / scale).abs().max()) < 0.12
     model.train()
+
+
+def test_the_compound_effect_prior_is_two_independent_parts_in_uncorrelated_coordinates() -> None:
+    from scipy import stats
+
+    from delpyro.effects import compound_parts, compound_prior
+
+    target_scale, matrix_scale = torch.tensor(0.7), torch.tensor(0.3)
+    prior = compound_prior(target_scale, matrix_scale)
+    kappa = 0.09 / (0.49 + 0.09)
+    value = torch.tensor([[0.4, -0.2], [-1.3, 0.5], [2.0, 0.1]])
+    u_m = value[:, 1].numpy() + kappa * value[:, 0].numpy()
+    u_t = value[:, 0].numpy() - u_m
+    by_hand = stats.norm.logpdf(u_t, scale=0.7) + stats.norm.logpdf(u_m, scale=0.3)
+    np.testing.assert_allclose(prior.log_prob(value).numpy(), by_hand, rtol=1e-5)
+    parts = compound_parts(value, target_scale, matrix_scale)
+    np.testing.assert_allclose(parts["target"].numpy(), u_t, rtol=1e-5)
+    np.testing.assert_allclose(parts["matrix"].numpy(), u_m, rtol=1e-5)
+
+    torch.manual_seed(0)
+    draws = prior.sample((200_000,))
+    w, d = draws[:, 0].numpy(), draws[:, 1].numpy()
+    assert abs(np.corrcoef(w, d)[0, 1]) < 0.01  # the guide's two numbers are uncorrelated a priori
+    drawn = compound_parts(draws, target_scale, matrix_scale)
+    assert drawn["target"].std().item() == pytest.approx(0.7, rel=0.03)
+    assert drawn["matrix"].std().item() == pytest.approx(0.3, rel=0.03)
+    assert abs(np.corrcoef(drawn["target"].numpy(), drawn["matrix"].numpy())[0, 1]) < 0.01
+
+
+def test_the_compound_scale_stays_at_the_truth_when_the_controls_are_shallow() -> None:
+    """Blocks and compounds only: the learned sigma_t should stay near the simulated per-compound noise (0.4).
+    With shallow controls a mean-field guide over (w, u_m) gave the target effect the variance
+    s_w^2 + s_m^2, and sigma_t grew with it: 0.58 after 20 epochs and 0.68 after 40 on this screen. Over
+    (w, d): 0.45 and 0.53 (it still drifts up with long training, more slowly)."""
+    screen = delpyro.simulate_del(
+        seed=3,
+        n_per_cycle=(12, 12, 12),
+        pharmacophore_block_fraction=0.0,
+        disynthon_fraction=0.0,
+        matrix_logp_fraction=0.0,
+        target_noise=0.4,
+        reads_per_compound=3.0,
+    )
+    config = ModelConfig(terms=("building_blocks", "compound"), bb_pairs=False, epochs=40)
+    result = fit(screen, None, config, seed=0, progress="none")
+    sigma = result.globals_summary(200).set_index("site").loc["compound_scale", "mean"]
+    print(f"per-compound target scale {sigma:.3f} (simulated 0.4)")
+    assert 0.35 < sigma < 0.6

@@ -54,9 +54,12 @@ def oracle_trace(model: DELModel, counts: bool = True, log_load=LOG_LOAD_OFFSET)
         if has_control:
             batch[CONTROL_COUNTS] = torch.tensor(CONTROL_COUNTS_, dtype=torch.float32)
     zero = torch.tensor(0.0)
-    if has_control:  # the compound site holds (w, u_m): u_t = w - u_m, u_m
-        effect = torch.tensor(np.stack([LOG_TARGET + LOG_MATRIX, LOG_MATRIX], -1), dtype=torch.float32)
+    if has_control:  # the compound site holds (w, d): w = u_t + u_m, d = u_m - kappa w, kappa = 1/2 at equal scales
+        w = LOG_TARGET + LOG_MATRIX
+        effect = torch.tensor(np.stack([w, LOG_MATRIX - 0.5 * w], -1), dtype=torch.float32)
+        one = torch.tensor(1.0)
         values = {"target_intercept": zero, "matrix_intercept": zero, "compound_effect": effect}
+        values |= {"compound_scale": one, "compound_matrix_scale": one}
     else:  # u_t = sigma * z
         effect = torch.tensor(LOG_TARGET[:, None], dtype=torch.float32)
         values = {"target_intercept": zero, "compound_scale": torch.tensor(1.0), "compound_effect": effect}
