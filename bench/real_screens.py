@@ -28,7 +28,9 @@ the Spearman of its posterior mean log enrichment with the left-out replicate's 
 naive estimate from the replicates kept (their depth-normalized reads, averaged; over control with
 controls); and the left-out counts' log predictive density per compound under the posterior predictive
 (100 draws; the replicate's depth its library-size offset), beside the same ZINB at the posterior mean gate
-and concentration with the naive rate (plus half a read, so that no rate is zero).
+and concentration with the naive rate (plus half a read, so that no rate is zero). The Spearman is also
+given among the compounds with a read in the kept replicates and (the model's) among those without, with
+the fitted per-compound scale, gate and concentration.
 """
 
 from __future__ import annotations
@@ -179,10 +181,22 @@ def replicate_held_out(screen, config, seed, cache, draws: int = 100) -> None:
         fitted = delpyro.fit(kept, None, config, seed=seed, progress="none", cache_dir=cache)
         predicted = fitted.predict(kept, cache_dir=cache)["log_enrichment_mean"].to_numpy()
         naive = observed_enrichment(kept, kept)
+        read = kept.target_counts.sum(1) > 0  # compounds with a read in the kept replicates
+        line(f"replicate_{name}_share_with_reads", float(read.mean()))
         for method, value in (("default", predicted), ("naive", naive)):
             rho = float(spearmanr(value, held).statistic)
             scores[method].append(rho)
             line(f"replicate_{name}_{method}_spearman", rho)
+            # where the ranking is won or lost: among compounds with reads, and (the model only: the naive
+            # estimate ties them all) among those without
+            line(f"replicate_{name}_{method}_spearman_with_reads", float(spearmanr(value[read], held[read]).statistic))
+            if method != "naive":
+                rho = float(spearmanr(value[~read], held[~read]).statistic)
+                line(f"replicate_{name}_{method}_spearman_without_reads", rho)
+        summary = fitted.globals_summary(200).set_index("site")["mean"]
+        for site in ("compound_scale", "target_gate", "target_concentration"):
+            if site in summary:
+                line(f"replicate_{name}_{site}", float(summary[site]))
         model_lpd, naive_lpd = held_out_replicate_lpd(fitted, kept, held, float(held.sum()), cache, draws)
         for method, value in (("default", model_lpd), ("naive", naive_lpd)):
             lpds[method].append(float(np.mean(value)))
