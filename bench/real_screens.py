@@ -18,9 +18,12 @@ compounds' posterior mean log enrichment with what they show: their reads (each 
 reads per compound, averaged) without controls, the naive log enrichment (target over control,
 :func:`delpyro.naive_enrichment`) with them; over every held-out member (``all``) and, for a table of listed
 compounds completed from its library, over the listed ones (``listed``). The building-block average
-(``delpyro.building_block_baseline``) is the baseline. Printed per seed and method, then as means, then
-each method's mean difference from the baseline with a 95% interval from 200 paired bootstrap resamples of
-the held-out compounds (the same resamples score both; averaged over seeds resample by resample).
+(``delpyro.building_block_baseline``) is the baseline; without controls, two plain block scores that differ
+only in how the cycles combine (each block's mean reads, multiplied or added: ``block_reads_product``, the
+form of the model's building-block term, and ``block_reads_sum``) show what the form costs. Printed per seed
+and method, then as means, then each method's mean difference from the baseline with a 95% interval from 200
+paired bootstrap resamples of the held-out compounds (the same resamples score both; averaged over seeds
+resample by resample).
 
 **A replicate held out** (screens with three or more target replicates). For each target replicate, the
 default model is fitted to every compound with that replicate left out (20 epochs, the first seed), and
@@ -93,6 +96,8 @@ def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
         train, val, test = delpyro.split(screen, "random", seed=seed)
         observed = observed_enrichment(test, screen)
         predictions = {"building_block_average": delpyro.building_block_baseline(train, test)}
+        if not screen.n_control_replicates:
+            predictions.update(block_reads_combined(train, test, screen))
         choice = delpyro.choose_terms(
             train, val, config, candidates=CANDIDATES, epochs=epochs, seed=seed, progress="none", cache_dir=cache
         )
@@ -125,6 +130,29 @@ def held_out_compounds(screen, config, seeds, cache, epochs) -> None:
         low, high = np.quantile(mean_draws, [0.025, 0.975])
         point = means[(name, part)] - means[("building_block_average", part)]
         line(f"difference_{name}_{part}", f"{point:+.3f} (95% bootstrap interval {low:+.3f} to {high:+.3f})")
+
+
+def block_reads_combined(train, test, reference) -> dict[str, np.ndarray]:
+    """Two plain block scores that differ only in how a compound's cycles combine (screens without
+    controls): each block's mean depth-normalized reads over the training compounds that carry it (a block
+    absent from training: the overall mean), combined by product (``block_reads_product``: the sum of their
+    logs, the form of the model's building-block term) or by sum (``block_reads_sum``)."""
+    reads = observed_enrichment(train, reference)
+    overall = float(reads.mean())
+    means = np.stack(
+        [
+            test.building_blocks[cycle]
+            .map(pd.Series(reads).groupby(train.building_blocks[cycle].to_numpy()).mean())
+            .fillna(overall)
+            .to_numpy(np.float64)
+            for cycle in train.building_blocks.columns
+        ]
+    )
+    floor = overall / 100  # a block whose compounds have no reads: a hundredth of the mean, not log(0)
+    return {
+        "block_reads_product": np.log(np.maximum(means, floor)).sum(0),
+        "block_reads_sum": np.log(means.sum(0) + floor),
+    }
 
 
 def paired_differences(predicted, baseline, observed, members, resamples) -> np.ndarray:

@@ -18,11 +18,13 @@ from delpyro.mcmc import run_nuts
 from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc_statistics
 from delpyro.model import DELModel
 from delpyro.optim import make_optim
-from delpyro.posterior import predict, truth_on_model_scale
+from delpyro.posterior import enrichment_draws, predict, truth_on_model_scale
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, MCMCResult, load
 from delpyro.selections import read_delt, read_selections, write_delt
+from delpyro.selectivity import Selectivity, building_block_selectivity, selectivity
 from delpyro.simulate import simulate_del
+from delpyro.simulate_targets import simulate_targets, true_selectivity
 from delpyro.splits import split
 from delpyro.steps import NonFiniteLossError, eval_step, make_svi, train_step
 from delpyro.train import fit
@@ -39,16 +41,19 @@ __all__ = [
     "Minibatches",
     "ModelConfig",
     "NonFiniteLossError",
+    "Selectivity",
     "TermChoice",
     "TrainingMonitor",
     "affinity_correlation",
     "building_block_baseline",
+    "building_block_selectivity",
     "calibration",
     "call_hits",
     "choose_terms",
     "compare",
     "datasets",
     "deseq2_enrichment",
+    "enrichment_draws",
     "eval_step",
     "fingerprints",
     "fit",
@@ -67,10 +72,13 @@ __all__ = [
     "read_delt",
     "read_selections",
     "run_nuts",
+    "selectivity",
     "simulate_del",
+    "simulate_targets",
     "split",
     "to_inference_data",
     "train_step",
+    "true_selectivity",
     "truth_on_model_scale",
     "unpack_bits",
     "write_delt",

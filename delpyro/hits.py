@@ -40,6 +40,7 @@ class HitCalls:
     table: pd.DataFrame
     fdr: float
     threshold: float | None
+    what: str = "enriched"
 
     @property
     def hits(self) -> pd.DataFrame:
@@ -65,7 +66,7 @@ class HitCalls:
         """One sentence: how many were called, at what level, and what "hit" means here."""
         where = "" if self.threshold is None else f" (log enrichment above {self.threshold:.3g})"
         return (
-            f"called {self.n_called:,} of {len(self.table):,} compounds as enriched{where} at posterior "
+            f"called {self.n_called:,} of {len(self.table):,} compounds as {self.what}{where} at posterior "
             f"expected FDR <= {self.fdr:g}: expected FDR of the call {self.expected_fdr:.3f}, "
             f"about {self.expected_false:.1f} false"
         )
@@ -81,7 +82,9 @@ class HitCalls:
         return f"<p>{html.escape(self.summary())}</p>{head}"
 
 
-def call_hits(prediction: pd.DataFrame, fdr: float = 0.05, *, column: str = "p_enriched") -> HitCalls:
+def call_hits(
+    prediction: pd.DataFrame, fdr: float = 0.05, *, column: str = "p_enriched", what: str = "enriched"
+) -> HitCalls:
     """Call hits at posterior expected false discovery rate ``fdr``.
 
     Args:
@@ -90,6 +93,7 @@ def call_hits(prediction: pd.DataFrame, fdr: float = 0.05, *, column: str = "p_e
             log enrichment a hit exceeds) is reported.
         fdr: the level, in (0, 1).
         column: the column of hit probabilities.
+        what: what a hit is, for the summary ("enriched"; "selective for CA2", ...).
 
     Returns:
         :class:`HitCalls`: every compound ranked by local fdr, the called ones marked, and a summary
@@ -117,4 +121,5 @@ def call_hits(prediction: pd.DataFrame, fdr: float = 0.05, *, column: str = "p_e
     table["called"] = np.arange(lfdr.size) < n_called
     table.index = prediction.index[order]
     threshold = prediction.attrs.get("threshold")
-    return HitCalls(table=table, fdr=float(fdr), threshold=None if threshold is None else float(threshold))
+    threshold = None if threshold is None else float(threshold)
+    return HitCalls(table=table, fdr=float(fdr), threshold=threshold, what=what)

@@ -16,6 +16,7 @@ sites at once) and ``sample_globals(num_samples, seed)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,10 @@ from delpyro.model import GATE, GATE_LOGITS
 
 __all__ = [
     "DRAW_CHUNK_ELEMENTS",
+    "building_block_draws",
     "building_block_effects",
     "disynthon_effects",
+    "enrichment_draws",
     "globals_summary",
     "predict",
     "summarize_draws",
@@ -129,6 +132,33 @@ def predict(
     return frame
 
 
+def enrichment_draws(
+    result: Any,
+    data: DELData,
+    num_samples: int = 200,
+    batch_size: int = 4096,
+    *,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Posterior draws of the log target enrichment of ``data``'s compounds, batch by batch: pairs of
+    (rows of ``data`` ``[batch]``, draws ``[num_samples, batch]``), the screen in order. The draws are
+    those :func:`predict` summarizes with the same ``seed`` and ``batch_size``; a model without latent
+    terms gives one draw ``[1, batch]``. Memory grows with ``batch_size * num_samples``, not the screen."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    model = result.model
+    arrays = model.encoding.encode(data, cache_dir=cache_dir, counts=False)
+    batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
+    samples = num_samples if model.latent_terms else 1
+    for number, batch in enumerate(batches):
+        # the model's state is set for each batch and restored before the yield: the caller may draw from
+        # other results (each with its own parameters) between batches
+        with model.evaluating(), result.averaged(), torch.no_grad():
+            draws = _draws(result, batch, samples, seed * 7919 + number)[0]
+        yield batch[INDEX].cpu().numpy(), draws
+
+
 def _draws(
     result: Any, batch: dict[str, Any], samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
@@ -199,17 +229,29 @@ def _effect_summary(effects: np.ndarray, labels: dict[str, Any]) -> pd.DataFrame
     return pd.DataFrame(labels, index=range(effects.shape[1])).assign(**summarize_draws(effects))
 
 
-def building_block_effects(result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Posterior of every building block's effect (natural log) on one arm ("target" or "matrix"): one row
-    per block, with ``cycle``, ``building_block``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95``."""
+def building_block_draws(
+    result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Posterior draws of every building block's effect (natural log) on one arm ("target" or "matrix"):
+    ``{cycle: (block ids, draws [num_samples, n_blocks])}``, the blocks seen in training, each cycle's
+    effects centred as the model centres them."""
     vocabulary = result.model.encoding.bb_vocabulary
     if vocabulary is None:
         raise ValueError("this model has no 'building_blocks' term")
     draws = result.sample_globals(num_samples, seed)
-    frames = []
-    for cycle, ids in vocabulary.items():
-        effects = _family_draws(result, draws, arm, cycle, num_samples)
-        frames.append(_effect_summary(effects[:, : len(ids)], {"cycle": cycle, "building_block": ids}))
+    return {
+        cycle: (list(ids), _family_draws(result, draws, arm, cycle, num_samples)[:, : len(ids)])
+        for cycle, ids in vocabulary.items()
+    }
+
+
+def building_block_effects(result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Posterior of every building block's effect (natural log) on one arm ("target" or "matrix"): one row
+    per block, with ``cycle``, ``building_block``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95``."""
+    frames = [
+        _effect_summary(effects, {"cycle": cycle, "building_block": ids})
+        for cycle, (ids, effects) in building_block_draws(result, arm, num_samples, seed).items()
+    ]
     return pd.concat(frames, ignore_index=True)
 
 

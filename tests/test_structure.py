@@ -24,7 +24,7 @@ LAYERS = [
     ("data",),  # the screen container
     ("repair", "library"),  # SMILES repair; completing an observed-only table from its library
     ("reading", "splits", "batches", "features", "baselines", "simulate"),
-    ("selections", "datasets"),  # many selections in one place; real screens shipped with the package
+    ("selections", "datasets", "simulate_targets"),  # many selections; real screens; simulated panels
     ("nets", "distributions"),  # plain torch networks; count distributions
     ("config",),
     ("encoding", "effects"),  # a screen -> arrays; the latent effects' arithmetic
@@ -35,6 +35,7 @@ LAYERS = [
     ("results",),  # SVI and MCMC results, siblings behind one interface
     ("train", "mcmc"),  # fit (a loop of callbacks); NUTS
     ("metrics", "hits", "choice"),  # scores against the truth; hit calls at a posterior FDR; choosing terms
+    ("selectivity",),  # one target against the others, from each target's posterior
     ("plots",),
     ("report",),
     ("cli", "__init__"),

@@ -1,0 +1,230 @@
+"""Several targets, one library: the simulated panel (delpyro.simulate_targets) and the posterior
+selectivity of compounds and building blocks (delpyro.selectivity)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+import delpyro
+from delpyro import ModelConfig, building_block_selectivity, selectivity, simulate_targets, true_selectivity
+from delpyro.posterior import enrichment_draws
+from delpyro.selectivity import selectivity_from_draws
+
+TARGETS = ("CA2", "USP7", "PTP1B")
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return simulate_targets(0, targets=TARGETS, n_per_cycle=(12, 12, 12), reads_per_compound=2.0)
+
+
+@pytest.fixture(scope="module")
+def fitted(panel):
+    config = ModelConfig(epochs=12, batch_size=512)
+    return {target: delpyro.fit(screen, None, config, seed=0, progress="none") for target, screen in panel.items()}
+
+
+# ---- the simulated panel
+
+
+def test_the_panel_shares_compounds_controls_and_load_and_each_target_has_its_own_reads(panel) -> None:
+    screens = list(panel.values())
+    assert list(panel) == list(TARGETS)
+    first = screens[0]
+    for screen in screens[1:]:
+        assert np.array_equal(screen.compound_id, first.compound_id)
+        assert np.array_equal(screen.control_counts, first.control_counts)
+        assert np.array_equal(screen.load, first.load)
+        assert screen.control_names == first.control_names == ["no_protein_r1", "no_protein_r2", "no_protein_r3"]
+        assert not np.array_equal(screen.target_counts, first.target_counts)
+    for target, screen in panel.items():
+        truth = screen.truth
+        assert screen.target_names == [f"{target}_r{r}" for r in (1, 2, 3)]
+        np.testing.assert_array_equal(truth["log_target_enrichment"], truth[f"log_t_{target}"])
+        parts = ["target_promiscuous", "target_pharmacophore", "target_building_blocks", "target_disynthons"]
+        np.testing.assert_allclose(truth[[*parts, "target_noise"]].sum(1), truth["log_target_enrichment"])
+        # every screen carries the whole panel's truth, the same in each
+        for other in TARGETS:
+            np.testing.assert_array_equal(truth[f"log_t_{other}"], first.truth[f"log_t_{other}"])
+    # the promiscuous part is shared, the pharmacophore binds the first target only
+    np.testing.assert_array_equal(panel["CA2"].truth["target_promiscuous"], panel["USP7"].truth["target_promiscuous"])
+    assert panel["CA2"].truth["target_pharmacophore"].max() == 4.5
+    assert panel["USP7"].truth["target_pharmacophore"].abs().max() == 0.0
+
+
+def test_the_reads_have_the_expectation_the_docstring_gives() -> None:
+    panel = simulate_targets(
+        3, targets=("A", "B"), n_per_cycle=(20, 20, 20), reads_per_compound=30.0, nb_concentration=None
+    )
+    for target, screen in panel.items():
+        truth, attrs = screen.truth, screen.attrs
+        rate = truth["load"] * np.exp(truth["log_matrix_enrichment"] + truth["log_target_enrichment"])
+        arms = {
+            "target": (screen.target_counts, np.outer(rate, attrs["target_scale"])),
+            "control": (
+                screen.control_counts,
+                np.outer(truth["load"] * np.exp(truth["log_matrix_enrichment"]), attrs["control_scale"]),
+            ),
+        }
+        for arm, (counts, mean) in arms.items():
+            deep = mean > 20  # a Poisson count this deep is zero only when gated
+            assert deep.sum() > 500
+            assert (counts[deep] == 0).mean() == pytest.approx(attrs[f"{arm}_gate"], abs=0.04)
+            kept = deep & (counts > 0)
+            assert counts[kept].sum() / mean[kept].sum() == pytest.approx(1.0, abs=0.02)
+        # reads follow each target's own enrichment: the other target's explains them less well
+        other = next(t for t in panel if t != target)
+        reads = np.log1p(screen.target_counts.mean(1))
+        own = np.corrcoef(reads, truth["log_target_enrichment"])[0, 1]
+        assert own > np.corrcoef(reads, truth[f"log_t_{other}"])[0, 1] + 0.1
+
+
+def test_the_same_seed_gives_the_same_panel_and_bad_arguments_are_named() -> None:
+    a = simulate_targets(5, targets=("X", "Y"), n_per_cycle=(5, 6))
+    b = simulate_targets(5, targets=("X", "Y"), n_per_cycle=(5, 6))
+    assert all(a[t].equals(b[t]) for t in a)
+    with pytest.raises(ValueError, match="targets"):
+        simulate_targets(0, targets=("X", "X"))
+    with pytest.raises(ValueError, match="pharmacophore_target"):
+        simulate_targets(0, targets=("X", "Y"), pharmacophore_target="Z")
+    with pytest.raises(ValueError, match="n_per_cycle"):
+        simulate_targets(0, n_per_cycle=(5,))
+
+
+def test_true_selectivity_measures_each_target_from_its_median_compound(panel) -> None:
+    truth = panel["USP7"].truth
+    centred = {t: truth[f"log_t_{t}"] - truth[f"log_t_{t}"].median() for t in TARGETS}
+    table = true_selectivity(panel["USP7"], "USP7", threshold=0.5, delta=1.0)
+    np.testing.assert_allclose(table["log_t"], centred["USP7"])
+    np.testing.assert_allclose(table["margin"], centred["USP7"] - np.maximum(centred["CA2"], centred["PTP1B"]))
+    expected = (centred["USP7"] > 0.5) & (centred["CA2"] <= 0.5) & (centred["PTP1B"] <= 0.5)
+    np.testing.assert_array_equal(table["selective"], expected)
+    np.testing.assert_array_equal(table["greater_CA2"], centred["USP7"] - centred["CA2"] > 1.0)
+    assert 0 < table["selective"].sum() < table["enriched"].sum()
+    with pytest.raises(ValueError, match="not one of"):
+        true_selectivity(panel["USP7"], "BRD4")
+    with pytest.raises(ValueError, match="simulate_targets"):
+        true_selectivity(delpyro.simulate_del(0, n_per_cycle=(4, 4, 4)), "target")
+
+
+# ---- the probabilities, from draws whose answer is known
+
+
+def _normal_draws(means: dict[str, np.ndarray], sd: float, samples: int, batch: int, seed: int = 0):
+    """A draw source of independent normals around ``means`` (the same draws on every call)."""
+    n = len(next(iter(means.values())))
+    rng = np.random.default_rng(seed)
+    values = {t: m[None, :] + sd * rng.standard_normal((samples, n)) for t, m in means.items()}
+
+    def draws():
+        for start in range(0, n, batch):
+            rows = np.arange(start, min(n, start + batch))
+            yield rows, {t: v[:, rows] for t, v in values.items()}
+
+    return draws
+
+
+def test_probabilities_are_those_of_the_draws_joint_over_targets() -> None:
+    n = 400
+    rng = np.random.default_rng(1)
+    means = {"A": rng.normal(0, 1.5, n) + 3.0, "B": rng.normal(0, 1.5, n) - 1.0}  # the medians differ
+    sd, samples = 0.8, 20000
+    result = selectivity_from_draws(_normal_draws(means, sd, samples, 128), ["A", "B"], np.arange(n), delta=0.5)
+    centre = {t: float(np.median(result.of(t)["log_enrichment_mean"] + result.centres[t])) for t in means}
+    assert result.centres["A"] == pytest.approx(np.median(means["A"]), abs=0.05)
+    assert result.centres == pytest.approx(centre)
+    e = {t: means[t] - result.centres[t] for t in means}
+    p_a = norm.sf((0.693147 - e["A"]) / sd)
+    p_b = norm.sf((math.log(2) - e["B"]) / sd)
+    rows_a = result.of("A")
+    np.testing.assert_allclose(rows_a["log_enrichment_mean"], e["A"], atol=0.03)
+    np.testing.assert_allclose(rows_a["p_enriched"], p_a, atol=0.015)
+    np.testing.assert_allclose(rows_a["p_selective"], p_a * (1 - p_b), atol=0.015)  # independent draws
+    pair = result.pairs[(result.pairs["target"] == "A") & (result.pairs["other"] == "B")]
+    np.testing.assert_allclose(pair["difference_mean"], e["A"] - e["B"], atol=0.03)
+    np.testing.assert_allclose(pair["p_greater"], norm.sf((0.5 - (e["A"] - e["B"])) / (sd * math.sqrt(2))), atol=0.015)
+    np.testing.assert_allclose(
+        pair["difference_q95"] - pair["difference_q05"], 2 * 1.644854 * sd * math.sqrt(2), rtol=0.05
+    )
+
+
+def test_perfectly_correlated_draws_make_the_difference_certain() -> None:
+    """A joint posterior's correlation carries into the probabilities: the same noise in both targets
+    leaves their difference exact."""
+    n, samples = 50, 400
+    rng = np.random.default_rng(2)
+    shift = np.linspace(-1, 1, n)
+    noise = rng.standard_normal((samples, n))
+
+    def draws():
+        yield np.arange(n), {"A": noise + shift, "B": noise}
+
+    result = selectivity_from_draws(draws, ["A", "B"], np.arange(n), delta=0.0)
+    pair = result.pairs[result.pairs["target"] == "A"]
+    difference = shift - (result.centres["A"] - result.centres["B"])
+    np.testing.assert_allclose(pair["difference_q95"] - pair["difference_q05"], 0.0, atol=1e-9)
+    np.testing.assert_array_equal(pair["p_greater"], (difference > 0).astype(float))
+
+
+def test_a_selective_call_holds_its_expected_fdr_and_says_what_it_called() -> None:
+    n = 300
+    rng = np.random.default_rng(3)
+    means = {"A": rng.normal(0, 2, n), "B": rng.normal(0, 2, n), "C": rng.normal(0, 2, n)}
+    result = selectivity_from_draws(_normal_draws(means, 0.5, 400, 100), ["A", "B", "C"], np.arange(n))
+    calls = result.call("B", fdr=0.1)
+    assert 0 < calls.n_called < n
+    assert calls.expected_fdr <= 0.1
+    lfdr = np.sort(1 - result.of("B")["p_selective"].to_numpy())
+    assert calls.expected_fdr == pytest.approx(lfdr[: calls.n_called].mean())
+    assert "selective for B (not enriched for A, C)" in calls.summary()
+    assert calls.hits["p_selective"].min() >= calls.table.loc[~calls.table["called"], "p_selective"].max()
+    with pytest.raises(ValueError, match="two or more"):
+        selectivity_from_draws(_normal_draws({"A": means["A"]}, 0.5, 10, 100), ["A"], np.arange(n))
+    with pytest.raises(ValueError, match="not one of"):
+        result.of("D")
+
+
+# ---- from fitted models
+
+
+def test_draws_interleaved_across_models_are_those_of_each_model_alone(panel, fitted) -> None:
+    screen = panel["CA2"]
+    alone = {
+        t: np.concatenate([d for _, d in enrichment_draws(r, screen, 16, 500, seed=4)], 1) for t, r in fitted.items()
+    }
+    streams = [enrichment_draws(r, screen, 16, 500, seed=4) for r in fitted.values()]
+    together = {t: [] for t in fitted}
+    for parts in zip(*streams, strict=True):
+        for t, (_, d) in zip(fitted, parts, strict=True):
+            together[t].append(d)
+    for t in fitted:
+        np.testing.assert_array_equal(np.concatenate(together[t], 1), alone[t])
+    prediction = fitted["USP7"].predict(screen, num_samples=16, batch_size=500, seed=4)
+    np.testing.assert_allclose(alone["USP7"].mean(0), prediction["log_enrichment_mean"], atol=1e-9)
+
+
+def test_separate_fits_find_the_selective_compounds_and_blocks(panel, fitted) -> None:
+    screen = panel["CA2"]
+    result = selectivity(fitted, screen, num_samples=100)
+    for target in TARGETS:
+        truth = true_selectivity(screen, target)
+        assert roc_auc_score(truth["selective"], result.of(target)["p_selective"]) > 0.9
+        calls = result.call(target, fdr=0.1)
+        called = calls.table["called"].sort_index().to_numpy()
+        assert called.sum() >= (50 if target == "CA2" else 3)  # CA2's sulfonamides make many selective binders
+        assert (called & ~truth["selective"].to_numpy()).sum() / called.sum() < 0.25
+    blocks = building_block_selectivity(fitted, [("CA2", "USP7")])
+    assert set(blocks["target"]) == {"CA2"} and set(blocks["other"]) == {"USP7"}
+    assert len(blocks) == sum(len(ids) for ids in fitted["CA2"].model.encoding.bb_vocabulary.values())
+    # the sulfonamide blocks bind CA2 only: they lead the blocks that prefer CA2 over USP7
+    sulfonamide = {b for ids in screen.attrs["pharmacophore_building_blocks"].values() for b in ids}
+    assert sulfonamide
+    marked = blocks["building_block"].isin(sulfonamide)
+    assert blocks.loc[marked, "difference_mean"].min() > blocks.loc[~marked, "difference_mean"].quantile(0.9)
+    assert blocks.loc[marked, "p_greater"].mean() > 0.8
+    np.testing.assert_allclose(blocks["difference_mean"], blocks["effect_target"] - blocks["effect_other"], atol=1e-9)
