@@ -13,6 +13,8 @@ globally for one's own figures.
 :func:`top_compounds`          posterior intervals of the compounds with the highest posterior mean
 :func:`building_block_forest`  building-block effects, one panel per cycle
 :func:`disynthon_heatmap`      disynthon effects of two cycles (with ``FitResult.disynthon_effects``)
+:func:`selectivity_map`        one target's enrichment against another's, selective hits marked
+:func:`selectivity_forest`     building blocks' effect on one target less their effect on another
 :func:`pose_attention`         pose attention weights, compound by pose
 :func:`loo_comparison`         an ``arviz.compare`` table
 =============================  ==========================================================================
@@ -49,6 +51,8 @@ __all__ = [
     "ppc_counts",
     "predicted_vs_affinity",
     "predicted_vs_true",
+    "selectivity_forest",
+    "selectivity_map",
     "set_theme",
     "theme",
     "theme_rc",
@@ -447,6 +451,12 @@ def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path
     mean, largest at the top, with their 90% intervals (q05..q95). ``top`` keeps each panel's ``top``
     blocks of largest absolute mean."""
     _check_effects(effects)
+    title = "Building-block effects on log enrichment: posterior mean and 90% interval"
+    return _forest(effects, top, title, "effect (natural log)", path)
+
+
+def _forest(effects: pd.DataFrame, top: int | None, title: str, xlabel: str, path: str | Path | None) -> Figure:
+    """One panel per family (``cycle``) of rows with ``building_block``, ``mean``, ``q05`` and ``q95``."""
     families = list(pd.unique(effects["cycle"]))
     if not families:
         raise ValueError("effects is empty")
@@ -469,10 +479,92 @@ def building_block_forest(effects: pd.DataFrame, *, top: int | None = None, path
             ax.scatter(rows["mean"], y, color="black", s=14, zorder=3)
             ax.set_yticks(y, [_short(label) for label in rows["building_block"].astype(str)])
             ax.set_ylim(-0.7, len(rows) - 0.3)
-            ax.set_xlabel("effect (natural log)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel("building block" if ax is axes[0] else "")
             ax.set_title(str(family))
-        fig.suptitle("Building-block effects on log enrichment: posterior mean and 90% interval")
+        fig.suptitle(title)
+        return _finish(fig, path)
+
+
+def selectivity_forest(
+    blocks: pd.DataFrame,
+    target: str,
+    other: str,
+    *,
+    top: int | None = 15,
+    path: str | Path | None = None,
+) -> Figure:
+    """Forest plot of building-block selectivity (``delpyro.building_block_selectivity``): each block's
+    effect on ``target`` less its effect on ``other``, posterior mean and 90% interval, one panel per
+    cycle, largest at the top; ``top`` keeps each cycle's ``top`` blocks of largest absolute difference."""
+    needed = {"cycle", "building_block", "target", "other", "difference_mean", "difference_q05", "difference_q95"}
+    missing = sorted(needed - set(blocks.columns))
+    if missing:
+        raise ValueError(f"blocks: no columns {missing}; pass delpyro.building_block_selectivity(...)")
+    rows = blocks[(blocks["target"] == target) & (blocks["other"] == other)]
+    if rows.empty:
+        raise ValueError(f"blocks: no rows of target {target!r} against {other!r}")
+    rows = rows.rename(columns={"difference_mean": "mean", "difference_q05": "q05", "difference_q95": "q95"})
+    title = f"Building-block selectivity: effect on {target} less effect on {other} (mean, 90% interval)"
+    return _forest(rows, top, title, f"{target} - {other} (natural log)", path)
+
+
+def selectivity_map(
+    result: Any,
+    target: str,
+    other: str,
+    *,
+    fdr: float = 0.05,
+    path: str | Path | None = None,
+) -> Figure:
+    """One target's log enrichment against another's (``delpyro.selectivity``), each from its median
+    compound: every compound's posterior mean in grey; the selective hits of each of the two (called at
+    posterior expected FDR ``fdr``) in colour, with 90% intervals; the diagonal and the lines where one
+    exceeds the other by the selectivity margin, dashed."""
+    for name in (target, other):
+        if name not in result.targets:
+            raise ValueError(f"target {name!r} is not one of {result.targets}")
+    if target == other:
+        raise ValueError("selectivity_map compares two different targets")
+    x_rows, y_rows = result.of(target), result.of(other)
+    x, y = x_rows["log_enrichment_mean"].to_numpy(), y_rows["log_enrichment_mean"].to_numpy()
+    colors = _colors(2)
+    with theme():
+        fig = _figure(6.4, 6.0)
+        ax = fig.subplots()
+        ax.scatter(x, y, s=4, color="0.6", alpha=0.35, lw=0, rasterized=True, label="every compound")
+        for color, name in zip(colors, (target, other), strict=True):
+            called = result.call(name, fdr).hits.index.to_numpy()
+            ax.errorbar(
+                x[called],
+                y[called],
+                xerr=[
+                    x[called] - x_rows["log_enrichment_q05"].to_numpy()[called],
+                    x_rows["log_enrichment_q95"].to_numpy()[called] - x[called],
+                ],
+                yerr=[
+                    y[called] - y_rows["log_enrichment_q05"].to_numpy()[called],
+                    y_rows["log_enrichment_q95"].to_numpy()[called] - y[called],
+                ],
+                fmt="o",
+                ms=3.5,
+                color=color,
+                elinewidth=0.3,
+                alpha=0.7,
+                label=f"selective for {name} ({len(called):,})",
+            )
+        low = float(min(x.min(), y.min()))
+        high = float(max(x.max(), y.max()))
+        line = np.array([low, high])
+        ax.plot(line, line, color="0.3", lw=1)
+        for shift in (result.delta, -result.delta):
+            ax.plot(line, line - shift, color="0.3", lw=1, ls="--")
+        ax.set_xlim(low - 0.2, high + 0.2)
+        ax.set_ylim(low - 0.2, high + 0.2)
+        ax.set_xlabel(f"{target}: log enrichment from the median compound")
+        ax.set_ylabel(f"{other}: log enrichment from the median compound")
+        ax.set_title(f"Selectivity, {target} against {other} (selective hits at expected FDR <= {fdr:g})")
+        ax.legend(loc="upper left", fontsize="small", markerscale=1.5)
         return _finish(fig, path)
 
 

@@ -228,3 +228,25 @@ def test_separate_fits_find_the_selective_compounds_and_blocks(panel, fitted) ->
     assert blocks.loc[marked, "difference_mean"].min() > blocks.loc[~marked, "difference_mean"].quantile(0.9)
     assert blocks.loc[marked, "p_greater"].mean() > 0.8
     np.testing.assert_allclose(blocks["difference_mean"], blocks["effect_target"] - blocks["effect_other"], atol=1e-5)
+
+
+def test_the_selectivity_figures_show_the_calls_and_the_blocks(panel, fitted, tmp_path) -> None:
+    screen = panel["CA2"]
+    result = selectivity(fitted, screen, num_samples=50)
+    fig = delpyro.plots.selectivity_map(result, "CA2", "USP7", fdr=0.1, path=tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 10_000
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert labels[1] == f"selective for CA2 ({result.call('CA2', 0.1).n_called:,})"
+    assert labels[2] == f"selective for USP7 ({result.call('USP7', 0.1).n_called:,})"
+    blocks = building_block_selectivity(fitted, [("CA2", "USP7")], num_samples=200)
+    fig = delpyro.plots.selectivity_forest(blocks, "CA2", "USP7", top=5)
+    assert [ax.get_title() for ax in fig.axes] == ["cycle1", "cycle2", "cycle3"]
+    for ax, cycle in zip(fig.axes, ["cycle1", "cycle2", "cycle3"], strict=True):
+        rows = blocks[blocks["cycle"] == cycle]
+        top = rows.loc[rows["difference_mean"].idxmax(), "building_block"]
+        assert ax.get_yticklabels()[-1].get_text() == top  # the largest at the top
+        assert len(ax.get_yticklabels()) == 5
+    with pytest.raises(ValueError, match="no rows"):
+        delpyro.plots.selectivity_forest(blocks, "USP7", "CA2")
+    with pytest.raises(ValueError, match="different"):
+        delpyro.plots.selectivity_map(result, "CA2", "CA2")
