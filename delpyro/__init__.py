@@ -27,6 +27,7 @@ from delpyro.simulate import simulate_del
 from delpyro.simulate_targets import simulate_targets, true_selectivity
 from delpyro.splits import split
 from delpyro.steps import NonFiniteLossError, eval_step, make_svi, train_step
+from delpyro.targets import join_targets, split_targets
 from delpyro.train import fit
 from delpyro.widgets import TrainingMonitor
 
@@ -59,6 +60,7 @@ __all__ = [
     "fit",
     "guide_diagnostic",
     "hit_recovery",
+    "join_targets",
     "load",
     "make_guide",
     "make_optim",
@@ -76,6 +78,7 @@ __all__ = [
     "simulate_del",
     "simulate_targets",
     "split",
+    "split_targets",
     "to_inference_data",
     "train_step",
     "true_selectivity",

@@ -29,6 +29,7 @@ from delpyro.files import replacing
 
 __all__ = [
     "COMPRESSIONS",
+    "REPLICATE_TARGETS",
     "DELData",
     "DELDataError",
     "compression",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 _MAX_LISTED_ROWS = 10
+#: the attrs key of a screen of several targets: each target replicate's target
+REPLICATE_TARGETS = "replicate_targets"
 
 
 class DELDataError(ValueError):
@@ -145,6 +148,7 @@ class DELData:
             json.dumps(self.attrs)
         except TypeError as err:
             raise DELDataError(f"attrs: expected JSON-serializable metadata ({err})") from None
+        self._check_replicate_targets()
         if self.smiles_as_read is not None:
             self.smiles_as_read = as_strings(self.smiles_as_read, "smiles_as_read", n)
         if self.observed is not None:
@@ -156,6 +160,19 @@ class DELData:
             self.observed = observed
         if self.building_block_smiles is not None:
             self.building_block_smiles = _as_block_smiles(self.building_block_smiles, self.building_blocks)
+
+    def _check_replicate_targets(self) -> None:
+        targets = self.attrs.get(REPLICATE_TARGETS)
+        if targets is None:
+            return
+        if not isinstance(targets, list) or len(targets) != self.n_target_replicates:
+            raise DELDataError(
+                f"attrs[{REPLICATE_TARGETS!r}]: expected a list of {self.n_target_replicates} target names, one per "
+                f"target replicate ({self.target_names}), got {targets!r}"
+            )
+        bad = [j for j, t in enumerate(targets) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise DELDataError(f"attrs[{REPLICATE_TARGETS!r}]: replicates {bad} have no target name")
 
     def _check_rows(self, array: np.ndarray, name: str) -> None:
         if array.shape[0] != self.n_compounds:
@@ -173,6 +190,18 @@ class DELData:
     @property
     def n_control_replicates(self) -> int:
         return int(self.control_counts.shape[1])
+
+    @property
+    def replicate_targets(self) -> list[str] | None:
+        """The target of each target replicate, for a screen of several targets (None: one target). It
+        lives in ``attrs["replicate_targets"]``, so that it is saved and subset with the screen."""
+        targets = self.attrs.get(REPLICATE_TARGETS)
+        return None if targets is None else list(targets)
+
+    @property
+    def targets(self) -> list[str]:
+        """The screen's targets in order of first replicate (``["target"]`` for a screen of one target)."""
+        return list(dict.fromkeys(self.replicate_targets or ["target"]))
 
     @property
     def n_poses(self) -> int:
@@ -306,6 +335,8 @@ class DELData:
             f"DELData: {self.n_compounds:,} compounds, {self.n_target_replicates} target and "
             f"{self.n_control_replicates} control replicates",
         ]
+        if self.replicate_targets is not None:
+            lines.append(f"targets: {', '.join(self.targets)} (several targets, one library)")
         if self.building_blocks is not None:
             sizes = ", ".join(f"{c}: {self.building_blocks[c].nunique()}" for c in self.cycles)
             lines.append(f"building blocks per cycle: {sizes}")

@@ -148,28 +148,31 @@ class BuildingBlockEffects(nn.Module):
         return out
 
 
-def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor) -> torch.Tensor:
-    """kappa = sigma_m^2 / (sigma_t^2 + sigma_m^2): the share of a compound's whole target-arm deviation
-    w = u_t + u_m that its prior expects from the matrix effect, E[u_m | w] = kappa w."""
+def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor, n_targets: int = 1) -> torch.Tensor:
+    """kappa = sigma_m^2 / (sigma_t^2 + K sigma_m^2), K = ``n_targets``: what a compound's prior expects of
+    its matrix effect given its target arms' whole deviations w_k = u_k + u_m, E[u_m | w] = kappa sum_k w_k
+    (one target: sigma_m^2 / (sigma_t^2 + sigma_m^2))."""
     var_m = matrix_scale**2
-    return var_m / (target_scale**2 + var_m)
+    return var_m / (target_scale**2 + n_targets * var_m)
 
 
 class CompoundEffectPrior(dist.TorchDistribution):
-    """The prior of a compound's effect pair (w, d) with a matrix arm.
+    """The prior of a compound's effects (w_1, ..., w_K, d) with a matrix arm, K = ``n_targets``.
 
-    u_t ~ Normal(0, sigma_t^2) and u_m ~ Normal(0, sigma_m^2) are independent. The site holds
-    w = u_t + u_m, the target arm's whole deviation, and d = u_m - kappa w (:func:`matrix_share`), the
-    matrix effect less what w predicts of it. The map (u_t, u_m) -> (w, d) has unit Jacobian, so
-    log p(w, d) = log p_t(u_t) + log p_m(u_m), and w and d are uncorrelated under the prior.
+    u_k ~ Normal(0, sigma_t^2), one per target, and u_m ~ Normal(0, sigma_m^2) are independent. The site
+    holds w_k = u_k + u_m, each target arm's whole deviation, and d = u_m - kappa sum_k w_k
+    (:func:`matrix_share`), the matrix effect less what the w predict of it. The map (u, u_m) -> (w, d)
+    has unit Jacobian, so log p(w, d) = sum_k log p_t(u_k) + log p_m(u_m), and d is uncorrelated with
+    every w_k under the prior.
 
-    Why these coordinates: a mean-field guide treats the site's two numbers as independent. The target
-    reads pin w and the control reads u_m. In (u_t, u_m) the two are strongly anti-correlated a
+    Why these coordinates: a mean-field guide treats the site's numbers as independent. The target
+    reads pin each w_k and the control reads u_m. In (u, u_m) they are strongly anti-correlated a
     posteriori; in (w, u_m) they are correlated whenever the control reads say little of a compound (then
-    E[u_m | w] = kappa w), so the guide's variance of u_t = w - u_m is too large, and the learned sigma_t,
-    which follows it, grows with training. In (w, d) they are independent under the prior and nearly so
-    when the controls are shallow, as in most screens; when the control reads pin u_m much more tightly
-    than the target reads pin w, d takes up some of w's spread and a correlation returns.
+    E[u_m | w] = kappa sum w), so the guide's variance of u_k = w_k - u_m is too large, and the learned
+    sigma_t, which follows it, grows with training. In (w, d), d is independent of the w under the prior
+    and nearly so when the controls are shallow, as in most screens; when the control reads pin u_m much
+    more tightly than the target reads pin w, d takes up some of w's spread and a correlation returns.
+    (Several targets' w_k share u_m, so they are correlated with each other a priori, by sigma_m^2.)
     """
 
     arg_constraints: ClassVar[dict] = {"target_scale": constraints.positive, "matrix_scale": constraints.positive}
@@ -180,58 +183,76 @@ class CompoundEffectPrior(dist.TorchDistribution):
         self,
         target_scale: torch.Tensor,
         matrix_scale: torch.Tensor,
+        n_targets: int = 1,
         validate_args: bool | None = None,
     ) -> None:
         self.target_scale, self.matrix_scale = torch.broadcast_tensors(
             torch.as_tensor(target_scale), torch.as_tensor(matrix_scale)
         )
-        super().__init__(self.target_scale.shape, torch.Size([2]), validate_args=validate_args)
+        self.n_targets = int(n_targets)
+        super().__init__(self.target_scale.shape, torch.Size([self.n_targets + 1]), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(CompoundEffectPrior, _instance)
         new.target_scale = self.target_scale.expand(batch_shape)
         new.matrix_scale = self.matrix_scale.expand(batch_shape)
-        super(CompoundEffectPrior, new).__init__(torch.Size(batch_shape), torch.Size([2]), validate_args=False)
+        new.n_targets = self.n_targets
+        event = torch.Size([self.n_targets + 1])
+        super(CompoundEffectPrior, new).__init__(torch.Size(batch_shape), event, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
     def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
-        target = dist.Normal(0.0, self.target_scale).rsample(sample_shape)
+        scale = self.target_scale.unsqueeze(-1).expand(*self.target_scale.shape, self.n_targets)
+        targets = dist.Normal(0.0, scale).rsample(sample_shape)
         matrix = dist.Normal(0.0, self.matrix_scale).rsample(sample_shape)
-        w = target + matrix
-        return torch.stack([w, matrix - matrix_share(self.target_scale, self.matrix_scale) * w], dim=-1)
+        w = targets + matrix.unsqueeze(-1)
+        d = matrix - matrix_share(self.target_scale, self.matrix_scale, self.n_targets) * w.sum(-1)
+        return torch.cat([w, d.unsqueeze(-1)], dim=-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        w = value[..., 0]
-        matrix = value[..., 1] + matrix_share(self.target_scale, self.matrix_scale) * w
-        return dist.Normal(0.0, self.target_scale).log_prob(w - matrix) + dist.Normal(0.0, self.matrix_scale).log_prob(
-            matrix
-        )
+        w = value[..., : self.n_targets]
+        share = matrix_share(self.target_scale, self.matrix_scale, self.n_targets)
+        matrix = value[..., self.n_targets] + share * w.sum(-1)
+        targets = dist.Normal(0.0, self.target_scale.unsqueeze(-1)).log_prob(w - matrix.unsqueeze(-1)).sum(-1)
+        return targets + dist.Normal(0.0, self.matrix_scale).log_prob(matrix)
 
 
-def compound_prior(target_scale: torch.Tensor, matrix_scale: torch.Tensor | None) -> dist.Distribution:
+def compound_prior(
+    target_scale: torch.Tensor, matrix_scale: torch.Tensor | None, n_targets: int = 1
+) -> dist.Distribution:
     """The prior of one compound's effect site, given the scales (``[]`` or ``[draws]``).
 
-    Target only (``matrix_scale`` None): z ~ Normal(0, 1), non-centred (the effect is sigma_t z). With a
-    matrix arm, (w, d) ~ :class:`CompoundEffectPrior`.
+    Target arms only (``matrix_scale`` None): z_k ~ Normal(0, 1), one per target, non-centred (the effect
+    is sigma_t z_k). With a matrix arm, (w_1, ..., w_K, d) ~ :class:`CompoundEffectPrior`.
     """
     if matrix_scale is None:
-        return dist.Normal(0.0, 1.0).expand([1]).to_event(1)
-    return CompoundEffectPrior(target_scale, matrix_scale)
+        return dist.Normal(0.0, 1.0).expand([n_targets]).to_event(1)
+    return CompoundEffectPrior(target_scale, matrix_scale, n_targets)
 
 
 def compound_parts(
-    z: torch.Tensor, target_scale: torch.Tensor, matrix_scale: torch.Tensor | None
+    z: torch.Tensor,
+    target_scale: torch.Tensor,
+    matrix_scale: torch.Tensor | None,
+    target_arms: tuple[str, ...] = ("target",),
 ) -> dict[str, torch.Tensor]:
-    """The compound effects on each arm ``[..., batch]`` from the effect sites' values ``[..., batch, n_arms]``
-    and the scales (``[...]``): u_t = sigma_t z (target only), or, with a matrix arm (``matrix_scale`` given),
-    u_m = d + kappa w and u_t = w - u_m (see :class:`CompoundEffectPrior`)."""
+    """The compound effects on each arm ``[..., batch]`` from the effect sites' values ``[..., batch, n]``
+    and the scales (``[...]``): u_k = sigma_t z_k (target arms only), or, with a matrix arm (``matrix_scale``
+    given), u_m = d + kappa sum_k w_k and u_k = w_k - u_m (see :class:`CompoundEffectPrior`). The target
+    arms are named by ``target_arms``, one per target."""
+
+    def per_batch(scale: torch.Tensor) -> torch.Tensor:
+        return scale.unsqueeze(-1) if scale.dim() else scale
+
     if matrix_scale is None:
-        return {"target": target_scale.unsqueeze(-1) * z[..., 0]}
-    w = z[..., 0]
-    share = matrix_share(target_scale, matrix_scale)
-    matrix = z[..., 1] + (share.unsqueeze(-1) if share.dim() else share) * w
-    return {"target": w - matrix, "matrix": matrix}
+        return {arm: per_batch(target_scale) * z[..., k] for k, arm in enumerate(target_arms)}
+    n_targets = len(target_arms)
+    share = matrix_share(target_scale, matrix_scale, n_targets)
+    matrix = z[..., n_targets] + per_batch(share) * z[..., :n_targets].sum(-1)
+    out = {arm: z[..., k] - matrix for k, arm in enumerate(target_arms)}
+    out["matrix"] = matrix
+    return out
 
 
 def screened_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -131,6 +131,10 @@ class Encoding:
     training_structures: np.ndarray | None = field(default=None, compare=False)
     #: a digest of the training screen's compound ids and SMILES (what a resumed fit must train on again)
     training_digest: str | None = None
+    #: a screen of several targets: the targets, and each target replicate's target (its position in
+    #: ``targets``); None for one target
+    targets: list[str] | None = None
+    replicate_target: list[int] | None = None
 
     # ---- built from the training screen ----------------------------------------------------------------
     @classmethod
@@ -141,6 +145,18 @@ class Encoding:
             raise DELDataError("poses: the 'poses' term needs docked-pose features, and the screen has none")
         if config.gates == "per_compound" and "fingerprint" not in terms:
             raise ValueError("gates='per_compound' needs the 'fingerprint' term, whose network gives the gates")
+        targets = replicate_target = None
+        if data.replicate_targets is not None:
+            targets = data.targets
+            replicate_target = [targets.index(t) for t in data.replicate_targets]
+            unsupported = {
+                "the 'poses' term": "poses" in terms,
+                "gates='per_compound'": config.gates == "per_compound",
+                f"observed_only={config.observed_only!r}": config.observed_only != "none",
+            }
+            named = [what for what, present in unsupported.items() if present]
+            if named:
+                raise ValueError(f"a model of several targets ({', '.join(targets)}) does not take {', '.join(named)}")
         if config.normalize_depth:
             log_depth_target = log_depth_offsets(data.target_counts, data.target_names, "target")
             log_depth_control = log_depth_offsets(data.control_counts, data.control_names, "control")
@@ -196,6 +212,8 @@ class Encoding:
             training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
             training_structures=structure_keys(data.smiles) if "compound" in terms else None,
             training_digest=screen_digest(data),
+            targets=targets,
+            replicate_target=replicate_target,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +236,11 @@ class Encoding:
     def has_control(self) -> bool:
         """Whether the screen has bead (control) replicates, and so a matrix arm."""
         return len(self.control_names) > 0
+
+    @property
+    def n_targets(self) -> int:
+        """Targets the model fits together (1: a screen of one target)."""
+        return len(self.targets or ["target"])
 
     @property
     def uses_load(self) -> bool:

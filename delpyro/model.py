@@ -212,6 +212,7 @@ class NetworkEnrichments(NamedTuple):
     matrix: torch.Tensor | None  # [batch]
     gate_logits: dict[str, torch.Tensor]  # per-compound gate logits [batch] by count arm
     attention: torch.Tensor | None  # [batch, n_poses]
+    deviations: dict[str, torch.Tensor] | None = None  # several targets: each target arm's deviation [batch]
 
 
 def _logit(p: float) -> float:
@@ -256,8 +257,13 @@ class DELModel(nn.Module):
         self.encoding = encoding
         self.terms = encoding.terms
         has_control = encoding.has_control
-        #: the enrichment arms, and the count arms (replicate sets)
-        self.arms = ("target", "matrix") if has_control else ("target",)
+        #: the targets (None: one), each target's arm, the enrichment arms, and the count arms (replicate
+        #: sets). With several targets the arm "target" is the part they share and "target:<name>" each
+        #: one's own; with one, "target" is its whole enrichment.
+        self.targets = encoding.targets
+        self.target_arms = ("target",) if self.targets is None else tuple(f"target:{t}" for t in self.targets)
+        shared = ("target",) if self.targets is None else ("target", *self.target_arms)
+        self.arms = (*shared, "matrix") if has_control else shared
         self.count_arms = ("control", "target") if has_control else ("target",)
         self.zero_inflated = config.likelihood in ZERO_INFLATED
         self.negative_binomial = config.likelihood in NEGATIVE_BINOMIAL
@@ -275,6 +281,7 @@ class DELModel(nn.Module):
                 target_head="poses" not in self.terms,
                 matrix_head=has_control,
                 gate_arms=self.count_arms if per_compound_gates else (),
+                deviation_heads=0 if self.targets is None else len(self.targets),
             )
         if "poses" in self.terms:
             networks["poses"] = PoseNet(
@@ -295,6 +302,9 @@ class DELModel(nn.Module):
             self.building_blocks = BuildingBlockEffects(encoding.families, encoding.n_cycles, self.arms, counts)
         self.register_buffer("log_depth_target", torch.tensor(encoding.log_depth_target), persistent=False)
         self.register_buffer("log_depth_control", torch.tensor(encoding.log_depth_control), persistent=False)
+        #: several targets: each target replicate's target, by position in ``targets``
+        replicate_target = encoding.replicate_target or [0] * len(encoding.target_names)
+        self.register_buffer("replicate_target", torch.tensor(replicate_target, dtype=torch.long), persistent=False)
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
         self._in_scope = False
 
@@ -304,6 +314,12 @@ class DELModel(nn.Module):
         without a fingerprint network), "building_blocks", "compound"."""
         latent = ("intercept",) if "fingerprint" not in self.terms else ()
         return latent + tuple(t for t in ("building_blocks", "compound") if t in self.terms)
+
+    @property
+    def intercept_arms(self) -> tuple[str, ...]:
+        """The arms with an intercept in a model without a fingerprint network: each target's and the
+        matrix's (several targets' shared arm has none: their own carry the level)."""
+        return self.target_arms + (("matrix",) if "matrix" in self.arms else ())
 
     @property
     def local_sites(self) -> tuple[str, ...]:
@@ -398,7 +414,7 @@ class DELModel(nn.Module):
         # ---- the enrichment terms' globals
         sites: dict[str, torch.Tensor] = {}
         if "intercept" in self.latent_terms:
-            for arm in self.arms:
+            for arm in self.intercept_arms:
                 name = INTERCEPT.format(arm=arm)
                 sites[name] = pyro.sample(name, dist.Normal(torch.tensor(0.0, device=device), 5.0))
         if self.building_blocks is not None:
@@ -419,7 +435,8 @@ class DELModel(nn.Module):
             if "matrix" in self.arms:
                 prior = dist.HalfNormal(config.compound_prior_scale)
                 sites[COMPOUND_MATRIX_SCALE] = pyro.sample(COMPOUND_MATRIX_SCALE, prior)
-            effect_prior = compound_prior(sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
+            scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
+            effect_prior = compound_prior(*scales, len(self.target_arms))
             _, screened = screened_positions(batch)
             screened_value = new_value = None
             if bool(screened.any()):
@@ -438,11 +455,12 @@ class DELModel(nn.Module):
             latent = self._latent_parts(batch, sites, None)
             compound = {}
             if compound_z is not None:
-                compound = compound_parts(compound_z, sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
-            log_target = _sum([network.target, *latent["target"], compound.get("target")])
-            log_matrix = _sum([network.matrix, *latent["matrix"], compound.get("matrix")])
+                scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
+                compound = compound_parts(compound_z, *scales, self.target_arms)
+            log_target, log_matrix = self.enrichments(network, latent, compound)
             if not self.training:  # for posterior export; a training step has no use for them
-                pyro.deterministic(LOG_TARGET_ENRICHMENT, log_target.unsqueeze(-1), event_dim=0)
+                value = log_target if self.targets is not None else log_target.unsqueeze(-1)
+                pyro.deterministic(LOG_TARGET_ENRICHMENT, value, event_dim=0)
                 if log_matrix is not None:
                     pyro.deterministic(LOG_MATRIX_ENRICHMENT, log_matrix.unsqueeze(-1), event_dim=0)
                 for arm, value in compound.items():
@@ -458,7 +476,7 @@ class DELModel(nn.Module):
                 if "control" in self.count_arms:
                     log_rate = log_m.unsqueeze(-1) + offset + log_depth["control"]
                     out["control"] = self._count_distribution("control", log_rate, gate_logits, log_concentration)
-                log_rate = self.log_retained(log_t, log_m, matrix_shift).unsqueeze(-1) + offset
+                log_rate = self.replicate_rates(self.log_retained(log_t, log_m, matrix_shift)) + offset
                 log_rate = log_rate + log_depth["target"]
                 out["target"] = self._count_distribution("target", log_rate, gate_logits, log_concentration)
                 return out
@@ -495,12 +513,23 @@ class DELModel(nn.Module):
     def log_retained(
         self, log_target: torch.Tensor, log_matrix: torch.Tensor | None, matrix_shift: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """log g: what the target selection retains, before depth and load ``[..., batch]``."""
+        """log g: what the target selection retains, before depth and load ``[..., batch]`` (``[..., batch,
+        n_targets]`` with several targets, from log enrichments of those shapes and a log matrix ``[..., batch]``)."""
         if log_matrix is None or "matrix" not in self.arms:
             return log_target
+        if self.targets is not None:
+            log_matrix = log_matrix.unsqueeze(-1)
         if self.config.combine == "additive":
             return torch.logaddexp(log_matrix if matrix_shift is None else log_matrix + matrix_shift, log_target)
         return log_matrix + log_target
+
+    def replicate_rates(self, log_retained: torch.Tensor) -> torch.Tensor:
+        """Each target replicate's log rate before depth and load ``[..., batch, n_target_replicates]`` (to
+        broadcast) from log g: ``[..., batch, 1]`` for one target; with several, each replicate takes its
+        target's ``[..., batch, n_targets]``."""
+        if self.targets is None:
+            return log_retained.unsqueeze(-1)
+        return log_retained.index_select(-1, self.replicate_target)
 
     def _count_distribution(
         self,
@@ -534,10 +563,32 @@ class DELModel(nn.Module):
         if "fingerprint" in self.networks:
             output = self.networks["fingerprint"](batch[FINGERPRINTS])
             target, matrix, embedding, gate_logits = output.target, output.matrix, output.embedding, output.gate_logits
+        deviations = None
+        if "fingerprint" in self.networks and output.deviations is not None:
+            deviations = {arm: output.deviations[..., k] for k, arm in enumerate(self.target_arms)}
         if "poses" in self.networks:
             pose_target, attention = self.networks["poses"](batch[POSES], embedding)
             target = _sum([target, pose_target])
-        return NetworkEnrichments(target, matrix, gate_logits, attention)
+        return NetworkEnrichments(target, matrix, gate_logits, attention, deviations)
+
+    def enrichments(
+        self,
+        network: NetworkEnrichments,
+        latent: dict[str, list[torch.Tensor]],
+        compound: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(log t, log m)`` from the networks' parts, the latent terms' parts by arm and the compound
+        effects by arm (any leading draw dims): log t ``[..., batch]``, or ``[..., batch, n_targets]`` with
+        several targets, each the shared parts (arm "target") plus its own; log m ``[..., batch]`` or None."""
+        log_matrix = _sum([network.matrix, *latent.get("matrix", []), compound.get("matrix")])
+        shared = [network.target, *latent.get("target", [])]
+        if self.targets is None:
+            return _sum([*shared, compound.get("target")]), log_matrix
+        deviations = network.deviations or {}
+        per_target = [
+            _sum([*shared, deviations.get(arm), *latent.get(arm, []), compound.get(arm)]) for arm in self.target_arms
+        ]
+        return torch.stack(torch.broadcast_tensors(*per_target), dim=-1), log_matrix
 
     def _latent_parts(
         self, batch: dict[str, Any], sites: dict[str, torch.Tensor], compound_z: torch.Tensor | None
@@ -545,10 +596,10 @@ class DELModel(nn.Module):
         """The latent terms' parts of the log enrichments ``[..., batch]`` per enrichment arm, in term
         order (intercept, building blocks, compound), from the sites' values (any leading draw dims) and
         the compound effect sites' values in batch order ``[..., batch, n_arms]``."""
-        parts: dict[str, list[torch.Tensor]] = {"target": [], "matrix": []}
+        parts: dict[str, list[torch.Tensor]] = {arm: [] for arm in ("matrix", *self.arms)}
         size = batch[INDEX].shape[0]
         if "intercept" in self.latent_terms:
-            for arm in self.arms:
+            for arm in self.intercept_arms:
                 value = sites[INTERCEPT.format(arm=arm)]  # [] or [draws]
                 parts[arm].append(value.unsqueeze(-1).expand(*value.shape, size))
         if self.building_blocks is not None:
@@ -560,28 +611,29 @@ class DELModel(nn.Module):
                 parts[arm].append(value)
         if compound_z is not None:
             scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
-            for arm, value in compound_parts(compound_z, *scales).items():
+            for arm, value in compound_parts(compound_z, *scales, self.target_arms).items():
                 parts[arm].append(value)
         return parts
 
-    def latent_enrichments(
-        self, batch: dict[str, Any], values: dict[str, torch.Tensor], count: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The latent terms' log target and log matrix parts ``[count, batch]`` (None: no part) for
-        ``count`` posterior draws of the latent sites (``values``: ``{site: [count, ...]}``, the local
-        sites for the batch's screened compounds in the screened plate's order). Compounds never
-        screened draw their effect from its prior, one per draw (the model's story without its sites)."""
+    def draw_enrichments(
+        self, batch: dict[str, Any], network: NetworkEnrichments, values: dict[str, torch.Tensor], count: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(log t, log m)`` of :meth:`enrichments` for ``count`` posterior draws of the latent sites
+        (``values``: ``{site: [count, ...]}``, the local sites for the batch's screened compounds in the
+        screened plate's order), with the networks' parts ``network``: ``[count, batch]`` (log t
+        ``[count, batch, n_targets]`` with several targets; a part the draws do not move broadcasts).
+        Compounds never screened draw their effect from its prior, one per draw (the model's story
+        without its sites)."""
         compound_z = None
         if "compound" in self.terms:
-            prior = compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE))
+            prior = compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE), len(self.target_arms))
             size = batch[INDEX].shape[0]
             # [count, batch, n_arms]; the screened compounds' draws are replaced by their own posterior's
             z = prior.sample((count, size)) if prior.batch_shape == () else prior.sample((size,)).movedim(0, 1)
             _, screened = screened_positions(batch)
             screened_value = values[COMPOUND_EFFECT] if bool(screened.any()) else None
             compound_z = effects_in_batch_order(screened_value, z[:, ~screened], batch, self.encoding.n_screened)
-        parts = self._latent_parts(batch, values, compound_z)
-        return _sum(parts["target"]), _sum(parts["matrix"])
+        return self.enrichments(network, self._latent_parts(batch, values, compound_z), {})
 
     # ---- plates and names --------------------------------------------------------------------------
     def screened_plate(self, batch: dict[str, Any]) -> pyro.plate:

@@ -93,6 +93,8 @@ class FingerprintOutput(NamedTuple):
     matrix: torch.Tensor | None
     #: per-compound zero-inflation gate logits ``[batch]``, by arm ("control", "target")
     gate_logits: dict[str, torch.Tensor]
+    #: a model of several targets: each target's deviation from the shared target effect ``[batch, n]``
+    deviations: torch.Tensor | None = None
 
 
 class FingerprintNet(nn.Module):
@@ -103,6 +105,8 @@ class FingerprintNet(nn.Module):
         target_head, matrix_head: whether to give those effects (the pose network gives the target effect
             when there are poses; a screen without controls has no matrix arm).
         gate_arms: arms that get a per-compound gate logit head ("control", "target"), or none.
+        deviation_heads: for a model of several targets, their number: a head of each target's deviation
+            from the shared target head (0: one target).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class FingerprintNet(nn.Module):
         target_head: bool,
         matrix_head: bool,
         gate_arms: tuple[str, ...] = (),
+        deviation_heads: int = 0,
     ) -> None:
         super().__init__()
         self.n_bits = n_bits
@@ -124,6 +129,7 @@ class FingerprintNet(nn.Module):
         self.matrix_head = nn.Linear(2 * hidden_size, 1) if matrix_head else None
         self.gate_arms = gate_arms
         self.gate_head = nn.Linear(2 * hidden_size, len(gate_arms)) if gate_arms else None
+        self.deviation_head = nn.Linear(2 * hidden_size, deviation_heads) if deviation_heads else None
 
     def forward(self, packed_bits: torch.Tensor) -> FingerprintOutput:
         embedding = self.encoder(unpack_bits(packed_bits, self.n_bits))
@@ -136,6 +142,7 @@ class FingerprintNet(nn.Module):
             target=None if self.target_head is None else self.target_head(embedding).squeeze(-1),
             matrix=None if self.matrix_head is None else self.matrix_head(embedding).squeeze(-1),
             gate_logits=gate_logits,
+            deviations=None if self.deviation_head is None else self.deviation_head(embedding),
         )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "globals_summary",
     "predict",
     "summarize_draws",
+    "target_position",
     "truth_on_model_scale",
 ]
 
@@ -72,6 +73,7 @@ def predict(
     threshold: float | None = None,
     seed: int = 0,
     cache_dir: str | None = None,
+    target: str | None = None,
 ) -> pd.DataFrame:
     """Posterior summaries of every compound of ``data``, one row each, in the screen's order.
 
@@ -87,11 +89,13 @@ def predict(
     compound never screened (or a building block never seen) the prior. In a model without latent terms,
     such as the ``del-dock`` preset and the network-only models, the fit is a point estimate: the sd is 0,
     every quantile equals the mean and ``p_enriched`` is 0 or 1 (one pass is made). Draws are seeded by
-    ``seed``; memory grows with ``batch_size * num_samples``, not with the screen.
+    ``seed``; memory grows with ``batch_size * num_samples``, not with the screen. A model of several
+    targets summarizes the one named by ``target`` (needed then, and only then).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model = result.model
+    which = target_position(model, target)
     arrays = model.encoding.encode(data, cache_dir=cache_dir, counts=False)
     batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
     n = data.n_compounds
@@ -105,10 +109,11 @@ def predict(
     with model.evaluating(), result.averaged(), torch.no_grad():
         for number, batch in enumerate(batches):
             index = batch[INDEX].cpu().numpy()
-            target, matrix, pose_attention = _draws(result, batch, samples, seed * 7919 + number)
+            log_target, matrix, pose_attention = _draws(result, batch, samples, seed * 7919 + number)
+            log_target = log_target if which is None else log_target[..., which]
             if threshold_known:
-                p_enriched[index] = (target > threshold).mean(0)
-            for name, value in summarize_draws(target, quantiles).items():
+                p_enriched[index] = (log_target > threshold).mean(0)
+            for name, value in summarize_draws(log_target, quantiles).items():
                 summaries.setdefault(name, np.empty(n))[index] = value
             if matrix is not None:
                 log_matrix[index] = matrix.mean(0)
@@ -117,8 +122,9 @@ def predict(
         if not threshold_known:  # a second pass over the same (seeded) draws, now that it is known
             threshold = float(np.median(summaries["mean"]) + math.log(2.0))
             for number, batch in enumerate(batches):
-                target = _draws(result, batch, samples, seed * 7919 + number)[0]
-                p_enriched[batch[INDEX].cpu().numpy()] = (target > threshold).mean(0)
+                log_target = _draws(result, batch, samples, seed * 7919 + number)[0]
+                log_target = log_target if which is None else log_target[..., which]
+                p_enriched[batch[INDEX].cpu().numpy()] = (log_target > threshold).mean(0)
     columns: dict[str, Any] = {"compound_id": data.compound_id}
     for name, values in summaries.items():
         columns[f"log_enrichment_{name}"] = values
@@ -132,6 +138,18 @@ def predict(
     return frame
 
 
+def target_position(model: Any, target: str | None) -> int | None:
+    """Where ``target`` sits in a model of several targets (None for a model of one, which takes no
+    ``target``); a ValueError names the targets when it is missing or unknown."""
+    if model.targets is None:
+        if target is not None:
+            raise ValueError(f"target={target!r}: this model fits one target; leave target out")
+        return None
+    if target not in model.targets:
+        raise ValueError(f"target: this model fits {model.targets}; name one of them (got {target!r})")
+    return model.targets.index(target)
+
+
 def enrichment_draws(
     result: Any,
     data: DELData,
@@ -142,9 +160,10 @@ def enrichment_draws(
     cache_dir: str | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Posterior draws of the log target enrichment of ``data``'s compounds, batch by batch: pairs of
-    (rows of ``data`` ``[batch]``, draws ``[num_samples, batch]``), the screen in order. The draws are
-    those :func:`predict` summarizes with the same ``seed`` and ``batch_size``; a model without latent
-    terms gives one draw ``[1, batch]``. Memory grows with ``batch_size * num_samples``, not the screen."""
+    (rows of ``data`` ``[batch]``, draws ``[num_samples, batch]``; ``[num_samples, batch, n_targets]``
+    for a model of several targets, every target's from the same posterior draw), the screen in order.
+    The draws are those :func:`predict` summarizes with the same ``seed`` and ``batch_size``; a model
+    without latent terms gives one draw. Memory grows with ``batch_size * num_samples``, not the screen."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model = result.model
@@ -162,38 +181,34 @@ def enrichment_draws(
 def _draws(
     result: Any, batch: dict[str, Any], samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
-    """``(log target [samples, batch], log matrix [samples, batch] or None, pose attention or None)`` for
-    one batch: the networks once, the latent terms for many posterior draws at a time (seeded, so a second
-    pass repeats): one vectorized draw gives every draw's globals and compound effects, and the latent
-    terms compute on ``[draws, ...]`` tensors."""
+    """``(log target [samples, batch] ([samples, batch, n_targets] with several targets), log matrix
+    [samples, batch] or None, pose attention or None)`` for one batch: the networks once, the latent terms
+    for many posterior draws at a time (seeded, so a second pass repeats): one vectorized draw gives every
+    draw's globals and compound effects, and the latent terms compute on ``[draws, ...]`` tensors."""
     model = result.model
     size = batch[INDEX].shape[0]
     network = model.network_enrichments(batch)
-    base_target = torch.zeros(size, device=model.device) if network.target is None else network.target
+    shape = (size,) if model.targets is None else (size, len(model.targets))
     if not model.latent_terms:
-        matrix = None if network.matrix is None else network.matrix.double().cpu().numpy()[None]
-        return base_target.double().cpu().numpy()[None], matrix, network.attention
+        log_target, log_matrix = model.enrichments(network, {}, {})
+        matrix = None if log_matrix is None else log_matrix.double().cpu().numpy()[None]
+        return log_target.expand(shape).double().cpu().numpy()[None], matrix, network.attention
     if model.local_sites:
         draw_batch = batch  # the local sites' plates read the batch's training positions and pairs
     else:
         draw_batch = {INDEX: torch.zeros(1, dtype=torch.long, device=model.device), SCREEN_SIZE: 1}
-    targets = np.empty((samples, size))
+    targets = np.empty((samples, *shape))
     matrices = np.empty((samples, size)) if "matrix" in model.arms else None
-    chunk = max(1, min(samples, DRAW_CHUNK_ELEMENTS // max(size, 1)))
+    chunk = max(1, min(samples, DRAW_CHUNK_ELEMENTS // max(int(np.prod(shape)), 1)))
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)
         for first in range(0, samples, chunk):
             count = min(chunk, samples - first)
             values = result.draw_sites(draw_batch, count)
-            latent_target, latent_matrix = model.latent_enrichments(batch, values, count)
-            total = base_target if latent_target is None else base_target + latent_target
-            targets[first : first + count] = total.expand(count, size).double().cpu().numpy()
+            log_target, log_matrix = model.draw_enrichments(batch, network, values, count)
+            targets[first : first + count] = log_target.expand(count, *shape).double().cpu().numpy()
             if matrices is not None:
-                if network.matrix is None:
-                    total = latent_matrix
-                else:
-                    total = network.matrix if latent_matrix is None else network.matrix + latent_matrix
-                matrices[first : first + count] = total.expand(count, size).double().cpu().numpy()
+                matrices[first : first + count] = log_matrix.expand(count, size).double().cpu().numpy()
     return targets, matrices, network.attention
 
 
@@ -230,27 +245,36 @@ def _effect_summary(effects: np.ndarray, labels: dict[str, Any]) -> pd.DataFrame
 
 
 def building_block_draws(
-    result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0
+    result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0, *, target: str | None = None
 ) -> dict[str, tuple[list[str], np.ndarray]]:
     """Posterior draws of every building block's effect (natural log) on one arm ("target" or "matrix"):
     ``{cycle: (block ids, draws [num_samples, n_blocks])}``, the blocks seen in training, each cycle's
-    effects centred as the model centres them."""
+    effects centred as the model centres them. In a model of several targets the "target" arm is their
+    shared part; ``target=`` gives one target's whole effect, the shared part plus its own."""
     vocabulary = result.model.encoding.bb_vocabulary
     if vocabulary is None:
         raise ValueError("this model has no 'building_blocks' term")
+    arms = [arm]
+    if target_position(result.model, target) is not None:
+        if arm != "target":
+            raise ValueError(f"target={target!r} is for the target arm, not {arm!r}")
+        arms.append(f"target:{target}")
     draws = result.sample_globals(num_samples, seed)
     return {
-        cycle: (list(ids), _family_draws(result, draws, arm, cycle, num_samples)[:, : len(ids)])
+        cycle: (list(ids), sum(_family_draws(result, draws, a, cycle, num_samples)[:, : len(ids)] for a in arms))
         for cycle, ids in vocabulary.items()
     }
 
 
-def building_block_effects(result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def building_block_effects(
+    result: Any, arm: str = "target", num_samples: int = 1000, seed: int = 0, *, target: str | None = None
+) -> pd.DataFrame:
     """Posterior of every building block's effect (natural log) on one arm ("target" or "matrix"): one row
-    per block, with ``cycle``, ``building_block``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95``."""
+    per block, with ``cycle``, ``building_block``, ``mean``, ``sd``, ``q05``, ``q50``, ``q95``; ``target``
+    as for :func:`building_block_draws`."""
     frames = [
         _effect_summary(effects, {"cycle": cycle, "building_block": ids})
-        for cycle, (ids, effects) in building_block_draws(result, arm, num_samples, seed).items()
+        for cycle, (ids, effects) in building_block_draws(result, arm, num_samples, seed, target=target).items()
     ]
     return pd.concat(frames, ignore_index=True)
 

@@ -137,9 +137,11 @@ class Result:
         """Mean, sd and 5/50/95% quantiles of every latent global: see :func:`delpyro.posterior.globals_summary`."""
         return posterior.globals_summary(self, num_samples, seed)
 
-    def building_block_effects(self, arm: str = "target", num_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    def building_block_effects(
+        self, arm: str = "target", num_samples: int = 1000, seed: int = 0, *, target: str | None = None
+    ) -> pd.DataFrame:
         """One row per building block: see :func:`delpyro.posterior.building_block_effects`."""
-        return posterior.building_block_effects(self, arm, num_samples, seed)
+        return posterior.building_block_effects(self, arm, num_samples, seed, target=target)
 
     def disynthon_effects(
         self, cycles: tuple[str, str] | None = None, arm: str = "target", num_samples: int = 1000, seed: int = 0

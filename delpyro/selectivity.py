@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,16 +102,28 @@ class Selectivity:
         return f"<p>{html.escape(self.summary())}</p>"
 
 
-def _targets(results: Mapping[str, Any]) -> list[str]:
+def _targets(results: Any) -> list[str]:
+    """The targets of ``{target: result}`` or of one result of a model of several targets."""
+    model = getattr(results, "model", None)
+    if model is not None:
+        if model.targets is None:
+            raise ValueError("selectivity needs a model of several targets, or {target: result} of two or more")
+        return list(model.targets)
     targets = [str(t) for t in results]
     if len(targets) < 2:
         raise ValueError(f"selectivity compares two or more targets; got {targets}")
     return targets
 
 
-def _panel_draws(results: Mapping[str, Any], data: DELData, num_samples: int, batch_size: int, seed: int, cache_dir):
+def _panel_draws(results: Any, data: DELData, num_samples: int, batch_size: int, seed: int, cache_dir):
     """(rows [batch], {target: draws [samples, batch]}) batch by batch, every target's draws for the same
-    rows (the targets' posteriors drawn with seeds of their own, so that separate fits are independent)."""
+    rows: one joint model's from the same posterior draw, or separate models' each with a seed of its own
+    (so that their draws are independent)."""
+    if getattr(results, "model", None) is not None:
+        targets = results.model.targets
+        for rows, draws in enrichment_draws(results, data, num_samples, batch_size, seed=seed, cache_dir=cache_dir):
+            yield rows, {target: draws[..., k] for k, target in enumerate(targets)}
+        return
     streams = {
         target: enrichment_draws(result, data, num_samples, batch_size, seed=seed + 1000003 * k, cache_dir=cache_dir)
         for k, (target, result) in enumerate(results.items())
@@ -122,7 +134,7 @@ def _panel_draws(results: Mapping[str, Any], data: DELData, num_samples: int, ba
 
 
 def selectivity(
-    results: Mapping[str, Any],
+    results: Any,
     data: DELData,
     *,
     threshold: float = DEFAULT_THRESHOLD,
@@ -135,7 +147,8 @@ def selectivity(
     """Posterior selectivity of every compound of ``data`` across the targets of ``results``.
 
     Args:
-        results: ``{target: fitted result}``, two or more: each target's model (``fit`` on that target's
+        results: a model of several targets (``fit`` on a screen of :func:`~delpyro.targets.join_targets`),
+            or ``{target: fitted result}``, two or more, each target's model (``fit`` on that target's
             screen, with the same compounds' structures).
         data: the compounds to score (any screen of the panel: only the structures and building blocks are
             read), or compounds never screened.
@@ -251,7 +264,7 @@ def selectivity_from_draws(
 
 
 def building_block_selectivity(
-    results: Mapping[str, Any],
+    results: Any,
     pairs: Sequence[tuple[str, str]] | None = None,
     *,
     delta: float = DEFAULT_DELTA,
@@ -265,17 +278,21 @@ def building_block_selectivity(
     A block's effect is its deviation from its cycle's average block (the model centres them), so the
     difference says how much more a block helps binding one target than the other, the rest of the
     compound alike. Blocks seen in training by both models are compared. ``pairs``: the (target, other)
-    pairs (default every ordered pair).
+    pairs (default every ordered pair). ``results``: as for :func:`selectivity`.
     """
     targets = _targets(results)
     if pairs is None:
         pairs = [(a, b) for a in targets for b in targets if a != b]
     for a, b in pairs:
-        if a not in results or b not in results or a == b:
+        if a not in targets or b not in targets or a == b:
             raise ValueError(f"pairs: ({a!r}, {b!r}) is not a pair of two of the targets {targets}")
-    draws = {
-        t: building_block_draws(results[t], "target", num_samples, seed + 1000003 * k) for k, t in enumerate(targets)
-    }
+    if getattr(results, "model", None) is not None:  # one model: every target's effects from the same draws
+        draws = {t: building_block_draws(results, "target", num_samples, seed, target=t) for t in targets}
+    else:
+        draws = {
+            t: building_block_draws(results[t], "target", num_samples, seed + 1000003 * k)
+            for k, t in enumerate(targets)
+        }
     frames = []
     for a, b in pairs:
         for cycle, (ids_a, effects_a) in draws[a].items():

@@ -279,7 +279,7 @@ def test_vectorized_guide_draws_match_the_model_run_one_draw_at_a_time(bb_fit, b
     with model.param_scope(), torch.no_grad():
         torch.manual_seed(0)
         values = bb_fit.draw_sites(batch, 5)
-        target, matrix = model.latent_enrichments(batch, values, 5)
+        target, matrix = model.draw_enrichments(batch, model.network_enrichments(batch), values, 5)
         assert target.shape == matrix.shape == (5, 64)
         assert values["compound_effect"].shape == (5, 64, 2) and values["bb_z"].shape[:2] == (5, 2)
         for s in range(5):

@@ -24,7 +24,7 @@ LAYERS = [
     ("data",),  # the screen container
     ("repair", "library"),  # SMILES repair; completing an observed-only table from its library
     ("reading", "splits", "batches", "features", "baselines", "simulate"),
-    ("selections", "datasets", "simulate_targets"),  # many selections; real screens; simulated panels
+    ("selections", "datasets", "simulate_targets", "targets"),  # many selections; real screens; several targets
     ("nets", "distributions"),  # plain torch networks; count distributions
     ("config",),
     ("encoding", "effects"),  # a screen -> arrays; the latent effects' arithmetic
