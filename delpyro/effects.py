@@ -32,6 +32,7 @@ __all__ = [
     "family_effects",
     "matrix_share",
     "screened_positions",
+    "target_rotation",
 ]
 
 
@@ -156,14 +157,27 @@ def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor, n_targe
     return var_m / (target_scale**2 + n_targets * var_m)
 
 
-class CompoundEffectPrior(dist.TorchDistribution):
-    """The prior of a compound's effects (w_1, ..., w_K, d) with a matrix arm, K = ``n_targets``.
+def target_rotation(n_targets: int) -> torch.Tensor:
+    """Q ``[K, K]``, orthonormal, its first row 1 / sqrt(K) (a Helmert matrix): ``a = Q w`` holds the
+    targets' mean (times sqrt K) first, then K - 1 contrasts between them; ``[[1.]]`` for one target."""
+    rows = [np.full(n_targets, 1.0 / np.sqrt(n_targets))]
+    for k in range(1, n_targets):
+        row = np.zeros(n_targets)
+        row[:k] = 1.0
+        row[k] = -float(k)
+        rows.append(row / np.sqrt(k * (k + 1)))
+    return torch.as_tensor(np.stack(rows), dtype=torch.float32)
 
-    u_k ~ Normal(0, sigma_t^2), one per target, and u_m ~ Normal(0, sigma_m^2) are independent. The site
-    holds w_k = u_k + u_m, each target arm's whole deviation, and d = u_m - kappa sum_k w_k
-    (:func:`matrix_share`), the matrix effect less what the w predict of it. The map (u, u_m) -> (w, d)
-    has unit Jacobian, so log p(w, d) = sum_k log p_t(u_k) + log p_m(u_m), and d is uncorrelated with
-    every w_k under the prior.
+
+class CompoundEffectPrior(dist.TorchDistribution):
+    """The prior of a compound's effects (a_1, ..., a_K, d) with a matrix arm, K = ``n_targets``.
+
+    u_k ~ Normal(0, sigma_t^2), one per target, and u_m ~ Normal(0, sigma_m^2) are independent. Each target
+    arm's whole deviation is w_k = u_k + u_m; the site holds a = Q w (:func:`target_rotation`: the mean of
+    the w, scaled, and contrasts between them; a = w for one target) and d = u_m - kappa sum_k w_k
+    (:func:`matrix_share`), the matrix effect less what the w predict of it. The map (u, u_m) -> (a, d)
+    has unit Jacobian, so log p(a, d) = sum_k log p_t(u_k) + log p_m(u_m), and a_1, ..., a_K and d are
+    uncorrelated under the prior (the w are not: they share u_m).
 
     Why these coordinates: a mean-field guide treats the site's numbers as independent. The target
     reads pin each w_k and the control reads u_m. In (u, u_m) they are strongly anti-correlated a
@@ -172,7 +186,9 @@ class CompoundEffectPrior(dist.TorchDistribution):
     sigma_t, which follows it, grows with training. In (w, d), d is independent of the w under the prior
     and nearly so when the controls are shallow, as in most screens; when the control reads pin u_m much
     more tightly than the target reads pin w, d takes up some of w's spread and a correlation returns.
-    (Several targets' w_k share u_m, so they are correlated with each other a priori, by sigma_m^2.)
+    Several targets' w share u_m, so they are correlated with each other a priori (by sigma_m^2); the
+    rotation a = Q w makes them independent, and, as every target's reads pin its own w_k about as
+    tightly, keeps them nearly so a posteriori.
     """
 
     arg_constraints: ClassVar[dict] = {"target_scale": constraints.positive, "matrix_scale": constraints.positive}
@@ -208,10 +224,17 @@ class CompoundEffectPrior(dist.TorchDistribution):
         matrix = dist.Normal(0.0, self.matrix_scale).rsample(sample_shape)
         w = targets + matrix.unsqueeze(-1)
         d = matrix - matrix_share(self.target_scale, self.matrix_scale, self.n_targets) * w.sum(-1)
-        return torch.cat([w, d.unsqueeze(-1)], dim=-1)
+        return torch.cat([self._rotate(w, inverse=False), d.unsqueeze(-1)], dim=-1)
+
+    def _rotate(self, value: torch.Tensor, inverse: bool) -> torch.Tensor:
+        """a = Q w (``inverse=False``) or w = Q^T a, over the last dim (nothing to do for one target)."""
+        if self.n_targets == 1:
+            return value
+        rotation = target_rotation(self.n_targets).to(value)
+        return value @ rotation if inverse else value @ rotation.T
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        w = value[..., : self.n_targets]
+        w = self._rotate(value[..., : self.n_targets], inverse=True)
         share = matrix_share(self.target_scale, self.matrix_scale, self.n_targets)
         matrix = value[..., self.n_targets] + share * w.sum(-1)
         targets = dist.Normal(0.0, self.target_scale.unsqueeze(-1)).log_prob(w - matrix.unsqueeze(-1)).sum(-1)
@@ -239,8 +262,8 @@ def compound_parts(
 ) -> dict[str, torch.Tensor]:
     """The compound effects on each arm ``[..., batch]`` from the effect sites' values ``[..., batch, n]``
     and the scales (``[...]``): u_k = sigma_t z_k (target arms only), or, with a matrix arm (``matrix_scale``
-    given), u_m = d + kappa sum_k w_k and u_k = w_k - u_m (see :class:`CompoundEffectPrior`). The target
-    arms are named by ``target_arms``, one per target."""
+    given), w = Q^T a, u_m = d + kappa sum_k w_k and u_k = w_k - u_m (see :class:`CompoundEffectPrior`).
+    The target arms are named by ``target_arms``, one per target."""
 
     def per_batch(scale: torch.Tensor) -> torch.Tensor:
         return scale.unsqueeze(-1) if scale.dim() else scale
@@ -249,8 +272,9 @@ def compound_parts(
         return {arm: per_batch(target_scale) * z[..., k] for k, arm in enumerate(target_arms)}
     n_targets = len(target_arms)
     share = matrix_share(target_scale, matrix_scale, n_targets)
-    matrix = z[..., n_targets] + per_batch(share) * z[..., :n_targets].sum(-1)
-    out = {arm: z[..., k] - matrix for k, arm in enumerate(target_arms)}
+    w = z[..., :n_targets] if n_targets == 1 else z[..., :n_targets] @ target_rotation(n_targets).to(z)
+    matrix = z[..., n_targets] + per_batch(share) * w.sum(-1)
+    out = {arm: w[..., k] - matrix for k, arm in enumerate(target_arms)}
     out["matrix"] = matrix
     return out
 

@@ -255,7 +255,7 @@ def building_block_draws(
     if vocabulary is None:
         raise ValueError("this model has no 'building_blocks' term")
     arms = [arm]
-    if target_position(result.model, target) is not None:
+    if target is not None and target_position(result.model, target) is not None:
         if arm != "target":
             raise ValueError(f"target={target!r} is for the target arm, not {arm!r}")
         arms.append(f"target:{target}")

@@ -3,6 +3,7 @@ selectivity of compounds and building blocks (delpyro.selectivity)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -250,3 +251,129 @@ def test_the_selectivity_figures_show_the_calls_and_the_blocks(panel, fitted, tm
         delpyro.plots.selectivity_forest(blocks, "USP7", "CA2")
     with pytest.raises(ValueError, match="different"):
         delpyro.plots.selectivity_map(result, "CA2", "CA2")
+
+
+# ---- one model of several targets
+
+
+def test_join_targets_puts_the_targets_side_by_side_and_split_gives_them_back(panel, tmp_path) -> None:
+    joint = delpyro.join_targets(panel)
+    assert joint.targets == list(TARGETS)
+    assert joint.replicate_targets == [t for t in TARGETS for _ in range(3)]
+    assert joint.target_names[:2] == ["CA2:CA2_r1", "CA2:CA2_r2"]
+    np.testing.assert_array_equal(joint.target_counts[:, 3:6], panel["USP7"].target_counts)
+    np.testing.assert_array_equal(joint.control_counts, panel["CA2"].control_counts)
+    # the truth keeps what every target shares: each target's log t, not one target's own columns
+    assert {f"log_t_{t}" for t in TARGETS} <= set(joint.truth.columns)
+    assert "log_target_enrichment" not in joint.truth.columns
+    back = delpyro.split_targets(joint)
+    for target in TARGETS:
+        assert back[target].target_names == panel[target].target_names
+        np.testing.assert_array_equal(back[target].target_counts, panel[target].target_counts)
+    # saved and read back, and cut by split, a screen keeps its targets
+    path = joint.save(tmp_path / "panel.parquet")
+    again = delpyro.read_counts(path, preset="delpyro")
+    assert again.replicate_targets == joint.replicate_targets
+    assert delpyro.split(joint, "random", seed=0)[0].replicate_targets == joint.replicate_targets
+    assert panel["CA2"].targets == ["target"] and panel["CA2"].replicate_targets is None
+
+
+def test_join_targets_refuses_what_one_model_cannot_share(panel) -> None:
+    other_beads = dataclasses.replace(panel["USP7"], control_counts=panel["USP7"].control_counts + 1)
+    with pytest.raises(delpyro.DELDataError, match="'X' has other control replicates"):
+        delpyro.join_targets({"CA2": panel["CA2"], "X": other_beads})
+    other = simulate_targets(1, targets=("X", "Y"), n_per_cycle=(12, 12, 12))
+    with pytest.raises(delpyro.DELDataError, match="'X' has other SMILES"):
+        delpyro.join_targets({"CA2": panel["CA2"], "X": other["X"]})
+    with pytest.raises(delpyro.DELDataError, match="two or more"):
+        delpyro.join_targets({"CA2": panel["CA2"]})
+    with pytest.raises(delpyro.DELDataError, match="no ':'"):
+        delpyro.join_targets({"CA2": panel["CA2"], "a:b": panel["USP7"]})
+    with pytest.raises(delpyro.DELDataError, match="replicate_targets"):
+        attrs = {**panel["CA2"].attrs, "replicate_targets": ["CA2"]}
+        delpyro.DELData(
+            target_counts=panel["CA2"].target_counts,
+            control_counts=None,
+            smiles=panel["CA2"].smiles,
+            compound_id=panel["CA2"].compound_id,
+            attrs=attrs,
+        )
+
+
+def test_the_prior_of_several_targets_effects_is_independent_parts_in_rotated_coordinates() -> None:
+    from scipy import stats
+
+    from delpyro.effects import compound_parts, compound_prior, target_rotation
+
+    q = target_rotation(3).double()
+    torch_eye = q @ q.T
+    np.testing.assert_allclose(torch_eye.numpy(), np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(q[0].numpy(), np.full(3, 3**-0.5), atol=1e-7)
+    import torch
+
+    target_scale, matrix_scale = torch.tensor(0.6), torch.tensor(0.4)
+    prior = compound_prior(target_scale, matrix_scale, 3)
+    value = torch.tensor([[0.4, -0.2, 0.9, 0.1], [-1.3, 0.5, 0.0, -0.7]])
+    parts = compound_parts(value, target_scale, matrix_scale, ("target:a", "target:b", "target:c"))
+    u = np.stack([parts[f"target:{k}"].numpy() for k in "abc"], -1)
+    by_hand = stats.norm.logpdf(u, scale=0.6).sum(-1) + stats.norm.logpdf(parts["matrix"].numpy(), scale=0.4)
+    np.testing.assert_allclose(prior.log_prob(value).numpy(), by_hand, rtol=1e-5)
+    # the map back: w = Q^T a, so every target arm's whole deviation is its u plus the matrix's
+    w = value[:, :3].double() @ q
+    np.testing.assert_allclose(u + parts["matrix"].numpy()[:, None], w.numpy(), atol=1e-6)
+    torch.manual_seed(0)
+    draws = prior.sample((200_000,))
+    np.testing.assert_allclose(np.cov(draws.numpy().T), np.diag(np.diag(np.cov(draws.numpy().T))), atol=0.004)
+    parts = compound_parts(draws, target_scale, matrix_scale, ("target:a", "target:b", "target:c"))
+    assert float(parts["target:b"].std()) == pytest.approx(0.6, rel=0.01)
+    assert float(parts["matrix"].std()) == pytest.approx(0.4, rel=0.01)
+    assert abs(float(np.corrcoef(parts["target:a"], parts["target:c"])[0, 1])) < 0.01
+
+
+@pytest.fixture(scope="module")
+def joint_fit(panel):
+    joint = delpyro.join_targets(panel)
+    return joint, delpyro.fit(joint, None, ModelConfig(epochs=12, batch_size=512), seed=0, progress="none")
+
+
+def test_one_model_of_several_targets_predicts_each_and_round_trips(joint_fit, fitted, tmp_path) -> None:
+    joint, result = joint_fit
+    model = result.model
+    assert model.targets == list(TARGETS)
+    assert model.arms == ("target", "target:CA2", "target:USP7", "target:PTP1B", "matrix")
+    for target in TARGETS:
+        prediction = result.predict(joint, num_samples=50, target=target)
+        alone = fitted[target].predict(delpyro.split_targets(joint)[target], num_samples=50)
+        truth = joint.truth[f"log_t_{target}"]
+        together = np.corrcoef(prediction["log_enrichment_mean"], truth)[0, 1]
+        assert together > 0.75  # 0.95 / 0.79 / 0.87: one target's reads say less than another's
+        assert together > np.corrcoef(alone["log_enrichment_mean"], truth)[0, 1] - 0.02
+    with pytest.raises(ValueError, match="name one of them"):
+        result.predict(joint)
+    loaded = delpyro.load(result.save(tmp_path / "joint.pt"))
+    a = result.predict(joint, num_samples=20, target="USP7")
+    b = loaded.predict(joint, num_samples=20, target="USP7")
+    np.testing.assert_allclose(a["log_enrichment_mean"], b["log_enrichment_mean"], atol=1e-6)
+    per_target = result.building_block_effects(target="CA2")
+    shared = result.building_block_effects()
+    own = delpyro.posterior.building_block_draws(result, "target:CA2", 1000, 0)
+    assert len(per_target) == len(shared) == sum(len(ids) for ids, _ in own.values())
+    with pytest.raises(ValueError, match="does not take observed_only='target'"):
+        delpyro.fit(joint, None, ModelConfig(epochs=1, observed_only="target"), progress="none")
+
+
+def test_selectivity_from_one_joint_model(joint_fit) -> None:
+    joint, result = joint_fit
+    sel = selectivity(result, joint, num_samples=100)
+    assert sel.targets == list(TARGETS)
+    for target in TARGETS:
+        truth = true_selectivity(joint, target)
+        assert roc_auc_score(truth["selective"], sel.of(target)["p_selective"]) > 0.9
+    blocks = building_block_selectivity(result, [("CA2", "USP7")], num_samples=200)
+    sulfonamide = {b for ids in joint.attrs["pharmacophore_building_blocks"].values() for b in ids}
+    marked = blocks["building_block"].isin(sulfonamide)
+    assert blocks.loc[marked, "difference_mean"].min() > blocks.loc[~marked, "difference_mean"].quantile(0.9)
+    with pytest.raises(ValueError, match="several targets"):
+        selectivity(
+            delpyro.fit(delpyro.split_targets(joint)["CA2"], None, ModelConfig(epochs=1), progress="none"), joint
+        )
