@@ -156,6 +156,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "load": args.load,
         "library": None if args.library is None else str(Path(args.library).resolve()),
         "selection_target": args.selection_target,
+        "all_targets": args.all_targets or None,
     }
     if options["preset"] is None and options["target"] is None:
         options["preset"] = "delpyro"
@@ -234,7 +235,11 @@ def _fit(args: argparse.Namespace) -> int:
     }
     print("writing the run directory:")
     report = write_run(out, result, data, train, val, test, settings, progress=True)
-    print(f"wrote {out}: predictions.csv, history.csv, checkpoint.pt, idata.nc, figures/, settings.json, {report.name}")
+    targets = result.model.targets
+    written = "predictions.csv" if targets is None else ", ".join(f"predictions_{t}.csv" for t in targets)
+    if targets is not None:
+        written += ", selectivity.csv, selectivity_pairs.csv"
+    print(f"wrote {out}: {written}, history.csv, checkpoint.pt, idata.nc, figures/, settings.json, {report.name}")
     return 0
 
 
@@ -308,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--selection-target",
         metavar="NAME",
         help="a folder of per-selection count files (--preset delt): the target whose screen to fit",
+    )
+    columns.add_argument(
+        "--all-targets",
+        action="store_true",
+        help="a folder of per-selection count files (--preset delt) with several targets on the same controls: "
+        "fit them together in one model, and write each target's predictions and a selectivity table",
     )
     columns.add_argument(
         "--library",

@@ -52,7 +52,8 @@ def to_inference_data(
     Groups: ``posterior`` (every latent global with named dims: gates, concentrations, depth deviations by
     replicate, building-block and disynthon draws and their effects by block id; and per compound:
     ``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect``,
-    ``compound_matrix_effect``), ``posterior_predictive`` (``control_counts``, ``target_counts``),
+    ``compound_matrix_effect``; a model of several targets gives the target ones a ``target`` dim),
+    ``posterior_predictive`` (``control_counts``, ``target_counts``),
     ``log_likelihood`` (``counts``: per compound, summed over its replicates and arms, so that LOO leaves
     out a compound), ``observed_data`` and ``constant_data`` (log depth offsets per replicate, load).
     Draws come from the guide as one chain (``num_samples`` of them); for :func:`~delpyro.run_nuts`
@@ -73,10 +74,17 @@ def to_inference_data(
     n = data.n_compounds
     arms = model.count_arms
     replicates = {"control": data.control_names, "target": data.target_names}
-    recorded = [LOG_TARGET_ENRICHMENT] + ([LOG_MATRIX_ENRICHMENT] if "matrix" in model.arms else [])
+    has_matrix = "matrix" in model.arms
+    # several targets: the target-arm sites hold every target's value, [compounds, targets]
+    width = () if model.targets is None else (len(model.targets),)
+    recorded = {LOG_TARGET_ENRICHMENT: width}
+    if has_matrix:
+        recorded[LOG_MATRIX_ENRICHMENT] = ()
     if "compound" in model.terms:
-        recorded += [COMPOUND_EFFECT_ON.format(arm=arm) for arm in model.arms]
-    per_compound = {name: np.empty((n_chains, n_draws, n), np.float32) for name in recorded}
+        recorded[COMPOUND_EFFECT_ON.format(arm="target")] = width
+        if has_matrix:
+            recorded[COMPOUND_EFFECT_ON.format(arm="matrix")] = ()
+    per_compound = {name: np.empty((n_chains, n_draws, n, *shape), np.float32) for name, shape in recorded.items()}
     predictive = {
         COUNTS.format(arm=arm): np.empty((n_chains, n_draws, n, len(replicates[arm])), np.float32) for arm in arms
     }
@@ -92,15 +100,18 @@ def to_inference_data(
                     site = trace.nodes[name]
                     log_lik[chain, draw, index] += site["fn"].log_prob(site["value"]).sum(-1).double().cpu().numpy()
                     predictive[name][chain, draw, index] = site["fn"].sample().cpu().numpy()
-                for name in per_compound:
-                    per_compound[name][chain, draw, index] = trace.nodes[name]["value"].reshape(-1).cpu().numpy()
+                for name, shape in recorded.items():
+                    value = trace.nodes[name]["value"].reshape(len(index), *shape)
+                    per_compound[name][chain, draw, index] = value.cpu().numpy()
     posterior, dims, coords = _posterior_globals(result, draws, n_chains, n_draws)
     coords["compound_id"] = [str(c) for c in data.compound_id]
     for arm in arms:
         coords[f"{arm}_replicate"] = list(replicates[arm])
+    if model.targets is not None:
+        coords["target"] = list(model.targets)
     for name, values in per_compound.items():
         posterior[name] = values
-        dims[name] = ["compound_id"]
+        dims[name] = ["compound_id", "target"] if recorded[name] else ["compound_id"]
     observed = {COUNTS.format(arm=arm): getattr(data, f"{arm}_counts").astype(np.int64) for arm in arms}
     for arm in arms:
         dims[COUNTS.format(arm=arm)] = ["compound_id", f"{arm}_replicate"]

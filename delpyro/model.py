@@ -58,6 +58,22 @@ Enrichments and counts, for compound i in the batch::
 Multiplicative, t_i is a fold over what the control explains: bead binding and the library's abundance,
 which multiply every selection's reads alike, sit in m_i (and in load_i when the screen has a load).
 
+Several targets (a screen of :func:`~delpyro.targets.join_targets`: targets k = 1..K selected on the same
+beads, each target replicate s of one target k(s), the controls shared). The enrichment arms are then the
+shared target arm "target", each target's own arm "target:k", and "matrix"; every term above gives each
+arm its part (the fingerprint network: one trunk, the target head and one deviation head per target;
+building blocks: a scale and effects per arm and family, so beta_{t_k} = beta_{shared} + beta_{own k},
+each family's own scale learned; intercepts, without a network, for the target arms and the matrix only)::
+
+    log t_{k,i} = f_t(x_i) + g_k(x_i) + sum_f (beta_{shared,f,code} + beta_{k,f,code}) + u^k_i
+    target[i, s] ~ ZINB(rate = exp(log g_{k(s),i} + log load_i + log depth_{t,s}), gate_t, concentration_t)
+
+Per-compound effects: one u^k_i ~ Normal(0, sigma_t^2) per target (one sigma_t), u^m_i as above. With
+controls the site holds (a_i, d_i): a = Q w, w_k = u^k + u^m, Q orthonormal with first row 1 / sqrt(K)
+(:func:`~delpyro.effects.target_rotation`), d = u^m - kappa sum_k w_k, kappa = sigma_m^2 / (sigma_t^2 +
+K sigma_m^2): independent under the prior, unit Jacobian. log_target_enrichment is then ``[batch, K]``.
+Gates and concentrations are per count arm, shared by the targets' replicates.
+
 f_t and f_m are the heads of the fingerprint network (:class:`~delpyro.nets.FingerprintNet`; with poses the
 target head is the pose network's, :class:`~delpyro.nets.PoseNet`). Without a fingerprint network each arm
 gets an intercept ~ Normal(0, 5); without controls there is no matrix arm and g_i = t_i. ZINB(rate, pi, phi)
@@ -463,8 +479,12 @@ class DELModel(nn.Module):
                 pyro.deterministic(LOG_TARGET_ENRICHMENT, value, event_dim=0)
                 if log_matrix is not None:
                     pyro.deterministic(LOG_MATRIX_ENRICHMENT, log_matrix.unsqueeze(-1), event_dim=0)
-                for arm, value in compound.items():
-                    pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value.unsqueeze(-1), event_dim=0)
+                if compound:  # several targets: one site of every target's effects, [batch, n_targets]
+                    recorded = {"target": torch.stack([compound[arm] for arm in self.target_arms], -1)}
+                    if "matrix" in compound:
+                        recorded["matrix"] = compound["matrix"].unsqueeze(-1)
+                    for arm, value in recorded.items():
+                        pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value, event_dim=0)
             for arm, logits in network.gate_logits.items():
                 gate_logits[arm] = logits.unsqueeze(-1)
             log_load = batch.get(LOG_LOAD)

@@ -14,6 +14,13 @@ The files of a run directory:
 - ``evaluation.json``: the held-out set, its loss and the guide diagnostic.
 - ``report.md``: all of the above in words, tables and figure links.
 
+A model of several targets (a folder of selections read with ``--all-targets``) writes
+``predictions_<target>.csv`` per target in place of ``predictions.csv``, and ``selectivity.csv`` (per compound
+and target: ``p_enriched``, ``p_selective``, the enrichment from the target's median compound) and
+``selectivity_pairs.csv`` (per compound and pair of targets: the difference and ``p_greater``); its
+figures are per target, with a selectivity map and a building-block selectivity forest per pair with the
+first target.
+
 :func:`write_run` writes a run directory from a fit; :func:`rebuild_report` rewrites its ``report.md`` from
 the saved files, optionally with measured affinities. A run directory that cannot be read raises
 :class:`RunError`.
@@ -38,10 +45,13 @@ from delpyro import files, metrics, plots
 from delpyro.baselines import naive_enrichment
 from delpyro.data import DELData, separator, table_kind
 from delpyro.diagnostics import guide_diagnostic
+from delpyro.hits import call_hits
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, load
 from delpyro.selections import read_delt
+from delpyro.selectivity import building_block_selectivity, selectivity
+from delpyro.targets import join_targets
 
 #: compounds written to ``idata.nc`` at most (a random subset, fixed seed, of a larger screen)
 IDATA_COMPOUNDS = 2000
@@ -68,14 +78,22 @@ def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
     """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given). A
     folder of per-selection count files (``preset="delt"``) is read with :func:`delpyro.selections.read_delt`,
     completed to every combination of its building blocks (the library its block tables define), and
-    ``selection_target`` picks its screen (needed when it holds several targets)."""
+    ``selection_target`` picks its screen (needed when it holds several targets), or ``all_targets`` joins
+    them all into one screen (:func:`delpyro.targets.join_targets`) for one model."""
     given = {key: value for key, value in options.items() if value is not None}
     target = given.pop("selection_target", None)
+    every = bool(given.pop("all_targets", False))
     if given.get("preset") != "delt":
-        if target is not None:
-            raise RunError("--selection-target picks a target of a folder of selections (--preset delt)")
+        if target is not None or every:
+            raise RunError("--selection-target and --all-targets are for a folder of selections (--preset delt)")
         return read_counts(screen, **given)
     screens = read_delt(screen, complete=True)
+    if every:
+        if target is not None:
+            raise RunError("--all-targets fits every target: leave --selection-target out")
+        if len(screens) < 2:
+            raise RunError(f"{screen}: --all-targets needs two or more targets; its selections hold {sorted(screens)}")
+        return join_targets(screens)
     if target is None and len(screens) == 1:
         return next(iter(screens.values()))
     if target not in screens:
@@ -83,17 +101,21 @@ def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
     return screens[target]
 
 
-#: the files of a run directory (the fingerprint cache beside them is kept when a run is replaced)
+#: the files of a run directory (the fingerprint cache beside them is kept when a run is replaced);
+#: a model of several targets writes ``predictions_<target>.csv`` (:data:`PER_TARGET_PREDICTIONS`)
 RUN_FILES = (
     "checkpoint.pt",
     "history.csv",
     "predictions.csv",
+    "selectivity.csv",
+    "selectivity_pairs.csv",
     "idata.nc",
     "settings.json",
     "evaluation.json",
     "report.md",
     "figures",
 )
+PER_TARGET_PREDICTIONS = "predictions_{target}.csv"
 
 
 def prepare_run(run: Path, overwrite: bool = False) -> None:
@@ -103,6 +125,7 @@ def prepare_run(run: Path, overwrite: bool = False) -> None:
     if run.exists() and not run.is_dir():
         raise RunError(f"--out {run}: a file, not a folder for the run")
     held = [name for name in RUN_FILES if (run / name).exists()]
+    held += sorted(path.name for path in run.glob(PER_TARGET_PREDICTIONS.format(target="*")))
     if held and not overwrite:
         raise RunError(
             f"--out {run} holds a run already ({', '.join(held)}): pass --overwrite to replace it, "
@@ -150,12 +173,29 @@ def write_run(
     labels = pd.Series("train", index=pd.Index(data.compound_id, dtype=object), dtype=object)
     labels[list(val.compound_id)] = "validation"
     labels[list(test.compound_id)] = "test"
-    with _phase(f"predicting {data.n_compounds:,} compounds ({PREDICT_SAMPLES} posterior draws each)", progress):
-        prediction = result.predict(data, num_samples=PREDICT_SAMPLES, cache_dir=cache)
-        prediction.insert(1, "smiles", data.smiles)
-        prediction.insert(2, "split", labels.to_numpy())
-        with files.replacing(run / "predictions.csv") as temporary:
-            prediction.to_csv(temporary, index=False)
+    targets = result.model.targets
+    what = f"predicting {data.n_compounds:,} compounds ({PREDICT_SAMPLES} posterior draws each)"
+    if targets is not None:
+        what += f" for {len(targets)} targets"
+    with _phase(what, progress):
+        predictions = {}
+        for target in targets or [None]:
+            prediction = result.predict(data, num_samples=PREDICT_SAMPLES, cache_dir=cache, target=target)
+            prediction.insert(1, "smiles", data.smiles)
+            prediction.insert(2, "split", labels.to_numpy())
+            with files.replacing(run / _predictions_file(target)) as temporary:
+                prediction.to_csv(temporary, index=False)
+            predictions[target] = prediction
+    selective = None
+    if targets is not None:
+        with _phase(f"selectivity of {len(targets)} targets ({PREDICT_SAMPLES} posterior draws)", progress):
+            selective = selectivity(result, data, num_samples=PREDICT_SAMPLES, cache_dir=cache, seed=result.seed)
+            table = selective.table.copy()
+            table.insert(2, "split", np.tile(labels.to_numpy(), len(targets)))
+            with files.replacing(run / "selectivity.csv") as temporary:
+                table.to_csv(temporary, index=False)
+            with files.replacing(run / "selectivity_pairs.csv") as temporary:
+                selective.pairs.to_csv(temporary, index=False)
 
     chosen = _idata_compounds(data.n_compounds)
     with _phase(f"exporting idata.nc ({len(chosen):,} compounds x {IDATA_SAMPLES} draws)", progress):
@@ -180,8 +220,30 @@ def write_run(
     files.write_text(run / "settings.json", json.dumps(settings, indent=1))
 
     with _phase("figures and report.md", progress):
-        _fit_figures(result, data, prediction, idata, evaluation["held_out_set"], run / "figures")
-        return _write_report(run, result, data, settings, prediction, result.history, evaluation)
+        _fit_figures(result, data, predictions, idata, evaluation["held_out_set"], run / "figures", selective)
+        return _write_report(run, result, data, settings, predictions, result.history, evaluation)
+
+
+def _predictions_file(target: str | None) -> str:
+    """The predictions file of a run: of its one target, or of one of several."""
+    return "predictions.csv" if target is None else PER_TARGET_PREDICTIONS.format(target=target)
+
+
+def _figure_captions(targets: list[str] | None) -> dict[str, str]:
+    """The figures a run directory may hold, by file name, with their captions, in report order."""
+    if targets is None:
+        return dict(FIGURES)
+    out = {"training_curves.png": FIGURES["training_curves.png"]}
+    for target in targets:
+        out[f"top_compounds_{target}.png"] = f"{target}: compounds with the highest posterior mean log enrichment"
+    out["ppc_counts.png"] = "Posterior predictive check of the target counts (every target's replicates)"
+    for target in targets:
+        out[f"building_block_forest_{target}.png"] = f"{target}: building-block effects (shared plus its own)"
+    for other in targets[1:]:
+        pair = f"{targets[0]}_{other}"
+        out[f"selectivity_map_{pair}.png"] = f"Selectivity, {targets[0]} against {other}"
+        out[f"selectivity_forest_{pair}.png"] = f"Building-block selectivity, {targets[0]} against {other}"
+    return out
 
 
 def rebuild_report(
@@ -204,7 +266,7 @@ def rebuild_report(
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.exists():
         raise RunError(f"{run}: no checkpoint.pt; expected a run directory written by delpyro fit")
-    for name in ("settings.json", "evaluation.json", "predictions.csv", "history.csv"):
+    for name in ("settings.json", "evaluation.json", "history.csv"):
         if not (run / name).exists():
             raise RunError(f"{run}: no {name}; expected a run directory written by delpyro fit")
     settings = _read_json(run / "settings.json", ("model", "data", "split"))
@@ -212,12 +274,23 @@ def rebuild_report(
     result = load(checkpoint, restore_rng=False)
     data = read_screen(settings["data"]["screen"], settings["data"]["options"])
     types = {"compound_id": str, "smiles": str, "split": str}
-    prediction = _read_csv(run / "predictions.csv", ("compound_id", "split", "log_enrichment_mean"), types)
-    if list(prediction["compound_id"]) != [str(c) for c in data.compound_id]:
-        raise RunError(f"{run}: predictions.csv does not list the compounds of {settings['data']['screen']}")
+    predictions = {}
+    for target in result.model.targets or [None]:
+        name = _predictions_file(target)
+        if not (run / name).exists():
+            raise RunError(f"{run}: no {name}; expected a run directory written by delpyro fit")
+        predictions[target] = _read_csv(run / name, ("compound_id", "split", "log_enrichment_mean"), types)
+        if list(predictions[target]["compound_id"]) != [str(c) for c in data.compound_id]:
+            raise RunError(f"{run}: {name} does not list the compounds of {settings['data']['screen']}")
     history = _read_csv(run / "history.csv", ("epoch", "train_loss", "val_loss"))
     affinity = None
     if affinity_table is not None:
+        if result.model.targets is not None:
+            raise RunError(
+                f"{run}: a model of several targets; set measured affinities beside one target's predictions "
+                "(predictions_<target>.csv) with delpyro.metrics.affinity_correlation"
+            )
+        prediction = predictions[None]
         table = _read_table(affinity_table)
         kind = kind or (value_column if value_column.lower() in metrics.AFFINITY_KINDS else "Ki")
         options = {"unit": unit, "value_column": value_column, "smiles_column": smiles_column}
@@ -226,7 +299,7 @@ def rebuild_report(
             prediction, table, kind, path=run / "figures" / "predicted_vs_affinity.png", **options
         )
         affinity = {"table": str(affinity_table), "column": value_column, "unit": unit, "correlation": correlation}
-    return _write_report(run, result, data, settings, prediction, history, evaluation, affinity)
+    return _write_report(run, result, data, settings, predictions, history, evaluation, affinity)
 
 
 def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -272,18 +345,41 @@ def _truth_scale(result: FitResult, data: DELData) -> np.ndarray | None:
 
 
 def _fit_figures(
-    result: FitResult, data: DELData, prediction: pd.DataFrame, idata: Any, held_name: str | None, figures: Path
+    result: FitResult,
+    data: DELData,
+    predictions: dict[str | None, pd.DataFrame],
+    idata: Any,
+    held_name: str | None,
+    figures: Path,
+    selective: Any = None,
 ) -> None:
     figures.mkdir(parents=True, exist_ok=True)
     plots.training_curves(result.history, path=figures / "training_curves.png")
-    plots.top_compounds(prediction, n=min(30, len(prediction)), path=figures / "top_compounds.png")
+    targets = result.model.targets
+    for target, prediction in predictions.items():
+        name = "top_compounds.png" if target is None else f"top_compounds_{target}.png"
+        plots.top_compounds(prediction, n=min(30, len(prediction)), path=figures / name)
     observed = pd.DataFrame(idata.observed_data["target_counts"].values, columns=list(data.target_names))
     plots.ppc_counts(observed, idata.posterior_predictive["target_counts"].values, path=figures / "ppc_counts.png")
     encoding = result.model.encoding
     if encoding.bb_vocabulary is not None and "building_blocks" in encoding.terms:
-        effects = result.building_block_effects(num_samples=200, seed=result.seed)
-        plots.building_block_forest(effects, top=20, path=figures / "building_block_forest.png")
-    if held_name is not None and data.truth is not None and "log_target_enrichment" in data.truth:
+        for target in targets or [None]:
+            effects = result.building_block_effects(num_samples=200, seed=result.seed, target=target)
+            name = "building_block_forest.png" if target is None else f"building_block_forest_{target}.png"
+            plots.building_block_forest(effects, top=20, path=figures / name)
+    if selective is not None:
+        pairs = [(targets[0], other) for other in targets[1:]]
+        blocks = None
+        if encoding.bb_vocabulary is not None and "building_blocks" in encoding.terms:
+            blocks = building_block_selectivity(result, pairs, num_samples=200, seed=result.seed)
+        for first, other in pairs:
+            plots.selectivity_map(selective, first, other, path=figures / f"selectivity_map_{first}_{other}.png")
+            if blocks is not None:
+                path = figures / f"selectivity_forest_{first}_{other}.png"
+                plots.selectivity_forest(blocks, first, other, path=path)
+    prediction = predictions.get(None)
+    has_truth = data.truth is not None and "log_target_enrichment" in data.truth
+    if prediction is not None and held_name is not None and has_truth:
         rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
         held = data.subset(rows)
         truth = _truth_scale(result, held)
@@ -313,12 +409,13 @@ def _write_report(
     result: FitResult,
     data: DELData,
     settings: dict[str, Any],
-    prediction: pd.DataFrame,
+    predictions: dict[str | None, pd.DataFrame],
     history: pd.DataFrame,
     evaluation: dict[str, Any],
     affinity: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``report.md`` of a run directory from its saved parts."""
+    """Write ``report.md`` of a run directory from its saved parts (``predictions``: ``{None: table}`` for
+    one target, ``{target: table}`` for several)."""
     model = settings["model"]
     split_info = settings["split"]
     lines = ["# delpyro run report", "", "## Data", ""]
@@ -347,7 +444,8 @@ def _write_report(
     if evaluation.get("held_out_set") is None:
         lines += ["No compounds were held out.", ""]
     else:
-        lines += _held_out_lines(result, data, prediction, evaluation)
+        for target, prediction in predictions.items():
+            lines += _held_out_lines(result, data, prediction, evaluation, target)
     lines += ["## Guide diagnostic", "", evaluation["guide_diagnostic"]["verdict"], ""]
     if affinity is not None:
         lines += [
@@ -360,8 +458,11 @@ def _write_report(
             _markdown_table(affinity["correlation"], index=True),
             "",
         ]
+    targets = result.model.targets
+    if targets is not None and (run / "selectivity.csv").exists():
+        lines += _selectivity_lines(run, targets)
     lines += ["## Figures", ""]
-    for name, caption in FIGURES.items():
+    for name, caption in _figure_captions(targets).items():
         if name == "predicted_vs_affinity.png" and affinity is None:
             continue
         if (run / "figures" / name).exists():
@@ -371,21 +472,60 @@ def _write_report(
     return path
 
 
+def _selectivity_lines(run: Path, targets: list[str]) -> list[str]:
+    """The report's selectivity section: per target, the selective hits at posterior expected FDR 0.05."""
+    table = pd.read_csv(run / "selectivity.csv", dtype={"compound_id": str, "target": str})
+    lines = ["## Selectivity", ""]
+    lines += [
+        "Each target's log enrichment measured from its median compound; a compound is selective for a target "
+        "when it is enriched for it (above log 2) and for none of the others. Selective hits are called at a "
+        "posterior expected false discovery rate of 0.05 (`selectivity.csv`: every compound; "
+        "`selectivity_pairs.csv`: every pair of targets).",
+        "",
+    ]
+    rows = []
+    for target in targets:
+        own = table[table["target"] == target].reset_index(drop=True)
+        calls = call_hits(own, 0.05, column="p_selective", what=f"selective for {target}")
+        top = calls.hits.head(3)["compound_id"].tolist()
+        rows.append({"target": target, "selective hits": calls.n_called, "most certain": ", ".join(top)})
+    lines += [_markdown_table(pd.DataFrame(rows)), ""]
+    return lines
+
+
 def _held_out_lines(
-    result: FitResult, data: DELData, prediction: pd.DataFrame, evaluation: dict[str, Any]
+    result: FitResult,
+    data: DELData,
+    prediction: pd.DataFrame,
+    evaluation: dict[str, Any],
+    target: str | None = None,
 ) -> list[str]:
     held_name = evaluation["held_out_set"]
     rows = np.flatnonzero(prediction["split"].to_numpy() == held_name)
-    lines = [f"On the {len(rows):,} {held_name} compounds.", ""]
-    lines.append(f"- loss (negative ELBO per compound): {evaluation['held_out_loss']:.4f}")
+    if target is None:
+        lines = [f"On the {len(rows):,} {held_name} compounds.", ""]
+        lines.append(f"- loss (negative ELBO per compound): {evaluation['held_out_loss']:.4f}")
+    else:
+        lines = []
+        if target == result.model.targets[0]:  # the loss is of every target's reads: said once
+            lines += [
+                f"On the {len(rows):,} {held_name} compounds: loss (negative ELBO per compound, every target's "
+                f"reads) {evaluation['held_out_loss']:.4f}.",
+                "",
+            ]
+        lines += [f"### {target}", ""]
     truth = data.truth
-    if truth is None or "log_target_enrichment" not in truth:
+    column = "log_target_enrichment" if target is None else f"log_t_{target}"
+    if truth is None or column not in truth:
         lines += ["- the screen carries no true enrichment: no truth metrics", ""]
         return lines
     held = data.subset(rows)
     pred = prediction.iloc[rows].reset_index(drop=True)
-    true = held.truth["log_target_enrichment"].to_numpy()
+    true = held.truth[column].to_numpy()
     model_rho = spearmanr(pred["log_enrichment_mean"], true).statistic
+    if target is not None:
+        lines += [f"- Spearman with the true log enrichment: model {model_rho:.3f}", ""]
+        return lines
     naive_rho = spearmanr(naive_enrichment(held), true).statistic
     lines += [f"- Spearman with the true log target enrichment: model {model_rho:.3f}, naive {naive_rho:.3f}", ""]
     if "is_binder" in held.truth:

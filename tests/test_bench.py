@@ -158,3 +158,15 @@ def test_model_choice_quick(tmp_path: Path) -> None:
         low, high = float(values[f"mean_random_{method}_coverage50"]), float(values[f"mean_random_{method}_coverage90"])
         assert 0 <= low <= high <= 1
     assert "mean_random_network_only_coverage90" not in values  # a point estimate has no intervals
+
+
+def test_selectivity_quick() -> None:
+    values = run_quick("selectivity.py")
+    assert int(values["compounds"]) == 1000
+    for method in ("joint", "separate"):
+        assert float(values[f"{method}_fit_seconds"]) > 0
+        for target in ("CA2", "USP7", "PTP1B"):
+            assert -1 <= float(values[f"{method}_{target}_heldout_spearman"]) <= 1
+            assert 0 <= float(values[f"{method}_{target}_screened_selective_auc"]) <= 1
+            assert float(values[f"{method}_{target}_screened_true_selective"]) > 0
+        assert 0 <= float(values[f"{method}_mean_screened_realized_fdr"]) <= 1

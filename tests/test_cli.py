@@ -211,3 +211,46 @@ def test_fit_reads_a_folder_of_selections(tmp_path, capsys) -> None:
     predictions = pd.read_csv(run / "predictions.csv")
     assert len(predictions) == screen.n_compounds  # every combination of the blocks
     assert main(["report", str(run)]) == 0
+
+
+def test_fit_with_all_targets_fits_one_model_and_writes_selectivity(tmp_path, capsys) -> None:
+    """A folder of selections of several targets on shared controls fits in one model with --all-targets:
+    each target's predictions, the selectivity tables, per-target and selectivity figures, a report that
+    rebuilds; and --all-targets where it does not apply is a one-line error."""
+    import delpyro
+
+    panel = delpyro.simulate_targets(0, targets=("CA2", "USP7"), n_per_cycle=(5, 4, 4), reads_per_compound=2.0)
+    folder = delpyro.write_delt(panel, tmp_path / "panel")
+    run = tmp_path / "run"
+    arguments = ["fit", str(folder), "--preset", "delt", "--all-targets", "--out", str(run)]
+    assert main([*arguments, "--epochs", "2", "--batch-size", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "selectivity of 2 targets" in printed and "predictions_CA2.csv, predictions_USP7.csv" in printed
+    n = panel["CA2"].n_compounds
+    for target in ("CA2", "USP7"):
+        predictions = pd.read_csv(run / f"predictions_{target}.csv")
+        assert len(predictions) == n and set(predictions["split"]) == {"train", "validation", "test"}
+    assert not (run / "predictions.csv").exists()
+    table = pd.read_csv(run / "selectivity.csv")
+    assert len(table) == 2 * n and list(table["target"].unique()) == ["CA2", "USP7"]
+    assert table["p_selective"].between(0, 1).all() and (table["p_selective"] <= table["p_enriched"]).all()
+    pairs = pd.read_csv(run / "selectivity_pairs.csv")
+    assert len(pairs) == 2 * n and set(zip(pairs["target"], pairs["other"], strict=True)) == {
+        ("CA2", "USP7"),
+        ("USP7", "CA2"),
+    }
+    figures = {p.name for p in (run / "figures").iterdir()}
+    assert {
+        "top_compounds_CA2.png",
+        "building_block_forest_USP7.png",
+        "selectivity_map_CA2_USP7.png",
+        "selectivity_forest_CA2_USP7.png",
+    } <= figures
+    report = (run / "report.md").read_text()
+    assert "## Selectivity" in report and "| CA2 |" in report and "figures/selectivity_map_CA2_USP7.png" in report
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.md").read_text() == report
+    screen = tmp_path / "screen.csv"
+    assert main(["simulate", "--n-per-cycle", "3,3,2", "--out", str(screen)]) == 0
+    assert main(["fit", str(screen), "--all-targets", "--out", str(tmp_path / "other"), "--epochs", "1"]) == 2
+    assert "--all-targets" in capsys.readouterr().err
