@@ -3,6 +3,7 @@
     python bench/selectivity.py            # 3 seeds, 27,000 compounds, 3 targets, 20 epochs (about 10 min)
     python bench/selectivity.py --quick    # one seed, 1,000 compounds, 2 epochs
     python bench/selectivity.py --config bb_pairs=False     # any ModelConfig field
+    python bench/selectivity.py --reads 0.1 --replicates 1  # shallower selections, one replicate a target
 
 Each seed simulates a panel (``delpyro.simulate_targets``: a carbonic anhydrase that the sulfonamides bind,
 two other targets; promiscuous blocks shared by all; three replicates a target and three no-protein
@@ -78,8 +79,11 @@ def scores(result, train, test, targets, num_samples: int, cache: str) -> dict[s
     return out
 
 
-def one_panel(seed: int, cycles: tuple[int, ...], config: delpyro.ModelConfig, samples: int, cache: str) -> dict:
-    panel = delpyro.simulate_targets(seed, n_per_cycle=cycles)
+def one_panel(seed: int, cycles: tuple[int, ...], config: delpyro.ModelConfig, samples: int, args) -> dict:
+    panel = delpyro.simulate_targets(
+        seed, n_per_cycle=cycles, reads_per_compound=args.reads, n_target_replicates=args.replicates
+    )
+    cache = args.cache
     targets = list(panel)
     train, val, test = delpyro.split(delpyro.join_targets(panel), "random", seed=seed)
     started = time.perf_counter()
@@ -97,6 +101,8 @@ def one_panel(seed: int, cycles: tuple[int, ...], config: delpyro.ModelConfig, s
 
 def main() -> None:
     parser = fit_bench_parser(__doc__, "one seed, 10 blocks a cycle, 2 epochs")
+    parser.add_argument("--reads", type=float, default=0.4, help="reads a compound a replicate (default 0.4)")
+    parser.add_argument("--replicates", type=int, default=3, help="target replicates a target (default 3)")
     args = parser.parse_args()
     if args.quick:
         seeds, cycles, epochs, samples = (0,), (10, 10, 10), 2, 50
@@ -107,7 +113,9 @@ def main() -> None:
     line("config", ", ".join(args.config) or "defaults")
     line("compounds", int(np.prod(cycles)))
     line("seeds", len(seeds))
-    rows = [one_panel(seed, cycles, config, samples, args.cache) for seed in seeds]
+    line("reads_per_compound", args.reads)
+    line("target_replicates", args.replicates)
+    rows = [one_panel(seed, cycles, config, samples, args) for seed in seeds]
     means = pd.DataFrame(rows).mean()
     for name, value in means.items():
         line(name, float(value))

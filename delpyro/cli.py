@@ -157,8 +157,9 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "library": None if args.library is None else str(Path(args.library).resolve()),
         "selection_target": args.selection_target,
         "all_targets": args.all_targets or None,
+        "selections": None if args.selections is None else str(Path(args.selections).resolve()),
     }
-    if options["preset"] is None and options["target"] is None:
+    if options["preset"] is None and options["target"] is None and options["selections"] is None:
         options["preset"] = "delpyro"
     return options
 
@@ -312,13 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     columns.add_argument(
         "--selection-target",
         metavar="NAME",
-        help="a folder of per-selection count files (--preset delt): the target whose screen to fit",
+        help="several selections (--preset delt, or --selections): the target whose screen to fit",
+    )
+    columns.add_argument(
+        "--selections",
+        metavar="TABLE",
+        help="the screen is a wide table with one count column per selection, and this table (name, target, group "
+        "protein|no_protein[, beads, buffer]) says which; with --selection-target or --all-targets",
     )
     columns.add_argument(
         "--all-targets",
         action="store_true",
-        help="a folder of per-selection count files (--preset delt) with several targets on the same controls: "
-        "fit them together in one model, and write each target's predictions and a selectivity table",
+        help="several selections (--preset delt, or --selections) of targets on the same controls: fit them "
+        "together in one model, and write each target's predictions and a selectivity table",
     )
     columns.add_argument(
         "--library",

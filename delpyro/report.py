@@ -49,7 +49,7 @@ from delpyro.hits import call_hits
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, load
-from delpyro.selections import read_delt
+from delpyro.selections import read_delt, read_selections
 from delpyro.selectivity import building_block_selectivity, selectivity
 from delpyro.targets import join_targets
 
@@ -75,19 +75,30 @@ class RunError(ValueError):
 
 
 def read_screen(screen: str | Path, options: dict[str, Any]) -> DELData:
-    """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given). A
-    folder of per-selection count files (``preset="delt"``) is read with :func:`delpyro.selections.read_delt`,
-    completed to every combination of its building blocks (the library its block tables define), and
-    ``selection_target`` picks its screen (needed when it holds several targets), or ``all_targets`` joins
-    them all into one screen (:func:`delpyro.targets.join_targets`) for one model."""
+    """The screen read with the ``read_counts`` options of a run's ``settings.json`` (None: not given).
+
+    Several selections in one source give one screen per target: a folder of per-selection count files
+    (``preset="delt"``, read with :func:`delpyro.selections.read_delt` and completed to every combination
+    of its building blocks), or a wide table with one count column per selection described by a
+    selections table (``selections``, read with :func:`delpyro.selections.read_selections`). Then
+    ``selection_target`` picks one target's screen (needed when there are several), or ``all_targets``
+    joins them all into one screen (:func:`delpyro.targets.join_targets`) for one model."""
     given = {key: value for key, value in options.items() if value is not None}
     target = given.pop("selection_target", None)
     every = bool(given.pop("all_targets", False))
-    if given.get("preset") != "delt":
+    table = given.pop("selections", None)
+    if table is not None:
+        keep = {k: given[k] for k in ("smiles", "compound_id", "building_blocks", "load") if k in given}
+        screens = read_selections(screen, table, **keep)
+    elif given.get("preset") == "delt":
+        screens = read_delt(screen, complete=True)
+    else:
         if target is not None or every:
-            raise RunError("--selection-target and --all-targets are for a folder of selections (--preset delt)")
+            raise RunError(
+                "--selection-target and --all-targets are for several selections: a folder of per-selection count "
+                "files (--preset delt) or a wide table with --selections"
+            )
         return read_counts(screen, **given)
-    screens = read_delt(screen, complete=True)
     if every:
         if target is not None:
             raise RunError("--all-targets fits every target: leave --selection-target out")

@@ -254,3 +254,39 @@ def test_fit_with_all_targets_fits_one_model_and_writes_selectivity(tmp_path, ca
     assert main(["simulate", "--n-per-cycle", "3,3,2", "--out", str(screen)]) == 0
     assert main(["fit", str(screen), "--all-targets", "--out", str(tmp_path / "other"), "--epochs", "1"]) == 2
     assert "--all-targets" in capsys.readouterr().err
+
+
+def test_fit_reads_a_wide_table_of_selections(tmp_path, capsys) -> None:
+    """A wide table with one count column per selection and a selections table (--selections): one
+    target's screen with --selection-target, every target in one model with --all-targets."""
+    import delpyro
+
+    panel = delpyro.simulate_targets(1, targets=("CA2", "USP7"), n_per_cycle=(4, 4, 3), reads_per_compound=2.0)
+    first = panel["CA2"]
+    table = pd.DataFrame({"compound_id": first.compound_id, "smiles": first.smiles})
+    for cycle in first.building_blocks.columns:
+        table[cycle] = first.building_blocks[cycle]
+    rows = []
+    for target, screen in panel.items():
+        for j, name in enumerate(screen.target_names):
+            table[name] = screen.target_counts[:, j]
+            rows.append({"name": name, "target": target, "group": "protein"})
+    for j, name in enumerate(first.control_names):
+        table[name] = first.control_counts[:, j]
+        rows.append({"name": name, "target": "", "group": "no_protein"})
+    table.to_csv(tmp_path / "wide.csv", index=False)
+    pd.DataFrame(rows).to_csv(tmp_path / "selections.csv", index=False)
+    common = ["fit", str(tmp_path / "wide.csv"), "--selections", str(tmp_path / "selections.csv"), "--compound-id"]
+    common += ["compound_id", "--building-blocks", "cycle1", "cycle2", "cycle3", "--epochs", "1", "--batch-size", "16"]
+    assert main([*common, "--selection-target", "USP7", "--out", str(tmp_path / "one")]) == 0
+    predictions = pd.read_csv(tmp_path / "one" / "predictions.csv")
+    assert len(predictions) == first.n_compounds
+    settings = json.loads((tmp_path / "one" / "settings.json").read_text())
+    assert settings["data"]["options"]["selections"] == str((tmp_path / "selections.csv").resolve())
+    assert main([*common, "--all-targets", "--out", str(tmp_path / "both")]) == 0
+    selectivity = pd.read_csv(tmp_path / "both" / "selectivity.csv")
+    assert list(selectivity["target"].unique()) == ["CA2", "USP7"] and len(selectivity) == 2 * first.n_compounds
+    assert main(["report", str(tmp_path / "both")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "none")]) == 2  # two targets: which one?
+    assert "--selection-target" in capsys.readouterr().err
