@@ -377,3 +377,19 @@ def test_selectivity_from_one_joint_model(joint_fit) -> None:
         selectivity(
             delpyro.fit(delpyro.split_targets(joint)["CA2"], None, ModelConfig(epochs=1), progress="none"), joint
         )
+
+
+def test_a_model_of_several_targets_resumes_and_runs_by_nuts(panel) -> None:
+    joint = delpyro.join_targets(panel)
+    train, val, _ = delpyro.split(joint, "random", seed=1)
+    first = delpyro.fit(train, val, ModelConfig(epochs=2, batch_size=512), seed=0, progress="none")
+    resumed = delpyro.fit(train, val, seed=0, progress="none", resume=first, epochs=3)
+    assert len(resumed.history) == 3 and resumed.model.targets == list(TARGETS)
+    small = joint.subset(np.arange(40))
+    config = ModelConfig(terms=("building_blocks", "compound"))
+    nuts = delpyro.run_nuts(small, config, num_samples=8, num_warmup=8, num_chains=1, jit_compile=False)
+    prediction = nuts.predict(small, num_samples=8, target="PTP1B")
+    assert prediction["log_enrichment_sd"].gt(0).all()
+    idata = nuts.to_inference_data(small, num_samples=8)
+    assert idata.posterior["log_target_enrichment"].dims == ("chain", "draw", "compound_id", "target")
+    assert list(idata.posterior["target"].values) == list(TARGETS)
