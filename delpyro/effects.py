@@ -13,6 +13,7 @@ Every function takes any number of leading dims (draws of a posterior) before it
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "effects_in_batch_order",
     "family_effects",
     "matrix_share",
+    "rotate_targets",
     "screened_positions",
     "target_rotation",
 ]
@@ -157,9 +159,11 @@ def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor, n_targe
     return var_m / (target_scale**2 + n_targets * var_m)
 
 
+@functools.cache
 def target_rotation(n_targets: int) -> torch.Tensor:
     """Q ``[K, K]``, orthonormal, its first row 1 / sqrt(K) (a Helmert matrix): ``a = Q w`` holds the
-    targets' mean (times sqrt K) first, then K - 1 contrasts between them; ``[[1.]]`` for one target."""
+    targets' mean (times sqrt K) first, then K - 1 contrasts between them; ``[[1.]]`` for one target.
+    Made once per K (do not change it in place)."""
     rows = [np.full(n_targets, 1.0 / np.sqrt(n_targets))]
     for k in range(1, n_targets):
         row = np.zeros(n_targets)
@@ -167,6 +171,16 @@ def target_rotation(n_targets: int) -> torch.Tensor:
         row[k] = -float(k)
         rows.append(row / np.sqrt(k * (k + 1)))
     return torch.as_tensor(np.stack(rows), dtype=torch.float32)
+
+
+def rotate_targets(value: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """a = Q w, or with ``inverse`` w = Q^T a (:func:`target_rotation`), over the last dim of ``value``
+    ``[..., K]``; one target needs no rotation (Q = [[1]])."""
+    n_targets = value.shape[-1]
+    if n_targets == 1:
+        return value
+    rotation = target_rotation(n_targets).to(value)
+    return value @ rotation if inverse else value @ rotation.T
 
 
 class CompoundEffectPrior(dist.TorchDistribution):
@@ -224,17 +238,10 @@ class CompoundEffectPrior(dist.TorchDistribution):
         matrix = dist.Normal(0.0, self.matrix_scale).rsample(sample_shape)
         w = targets + matrix.unsqueeze(-1)
         d = matrix - matrix_share(self.target_scale, self.matrix_scale, self.n_targets) * w.sum(-1)
-        return torch.cat([self._rotate(w, inverse=False), d.unsqueeze(-1)], dim=-1)
-
-    def _rotate(self, value: torch.Tensor, inverse: bool) -> torch.Tensor:
-        """a = Q w (``inverse=False``) or w = Q^T a, over the last dim (nothing to do for one target)."""
-        if self.n_targets == 1:
-            return value
-        rotation = target_rotation(self.n_targets).to(value)
-        return value @ rotation if inverse else value @ rotation.T
+        return torch.cat([rotate_targets(w), d.unsqueeze(-1)], dim=-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        w = self._rotate(value[..., : self.n_targets], inverse=True)
+        w = rotate_targets(value[..., : self.n_targets], inverse=True)
         share = matrix_share(self.target_scale, self.matrix_scale, self.n_targets)
         matrix = value[..., self.n_targets] + share * w.sum(-1)
         targets = dist.Normal(0.0, self.target_scale.unsqueeze(-1)).log_prob(w - matrix.unsqueeze(-1)).sum(-1)
@@ -247,7 +254,8 @@ def compound_prior(
     """The prior of one compound's effect site, given the scales (``[]`` or ``[draws]``).
 
     Target arms only (``matrix_scale`` None): z_k ~ Normal(0, 1), one per target, non-centred (the effect
-    is sigma_t z_k). With a matrix arm, (w_1, ..., w_K, d) ~ :class:`CompoundEffectPrior`.
+    is sigma_t z_k). With a matrix arm, (a_1, ..., a_K, d) ~ :class:`CompoundEffectPrior` (a = w for one
+    target).
     """
     if matrix_scale is None:
         return dist.Normal(0.0, 1.0).expand([n_targets]).to_event(1)
@@ -272,7 +280,7 @@ def compound_parts(
         return {arm: per_batch(target_scale) * z[..., k] for k, arm in enumerate(target_arms)}
     n_targets = len(target_arms)
     share = matrix_share(target_scale, matrix_scale, n_targets)
-    w = z[..., :n_targets] if n_targets == 1 else z[..., :n_targets] @ target_rotation(n_targets).to(z)
+    w = rotate_targets(z[..., :n_targets], inverse=True)
     matrix = z[..., n_targets] + per_batch(share) * w.sum(-1)
     out = {arm: w[..., k] - matrix for k, arm in enumerate(target_arms)}
     out["matrix"] = matrix

@@ -96,35 +96,29 @@ def predict(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model = result.model
     which = target_position(model, target)
-    arrays = model.encoding.encode(data, cache_dir=cache_dir, counts=False)
-    batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
+    batches = _batches(result, data, batch_size, cache_dir)
     n = data.n_compounds
-    samples = num_samples if model.latent_terms else 1
     quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
     summaries: dict[str, np.ndarray] = {}
     log_matrix = np.full(n, math.nan)
     attention = np.empty((n, model.encoding.n_poses), dtype=np.float32) if "poses" in model.terms else None
     p_enriched = np.empty(n)
     threshold_known = threshold is not None
-    with model.evaluating(), result.averaged(), torch.no_grad():
-        for number, batch in enumerate(batches):
-            index = batch[INDEX].cpu().numpy()
-            log_target, matrix, pose_attention = _draws(result, batch, samples, seed * 7919 + number)
+    for index, log_target, matrix, pose_attention in _batch_draws(result, batches, num_samples, seed):
+        log_target = log_target if which is None else log_target[..., which]
+        if threshold_known:
+            p_enriched[index] = (log_target > threshold).mean(0)
+        for name, value in summarize_draws(log_target, quantiles).items():
+            summaries.setdefault(name, np.empty(n))[index] = value
+        if matrix is not None:
+            log_matrix[index] = matrix.mean(0)
+        if attention is not None:
+            attention[index] = pose_attention.cpu().numpy()
+    if not threshold_known:  # a second pass over the same (seeded) draws, now that it is known
+        threshold = float(np.median(summaries["mean"]) + math.log(2.0))
+        for index, log_target, _, _ in _batch_draws(result, batches, num_samples, seed):
             log_target = log_target if which is None else log_target[..., which]
-            if threshold_known:
-                p_enriched[index] = (log_target > threshold).mean(0)
-            for name, value in summarize_draws(log_target, quantiles).items():
-                summaries.setdefault(name, np.empty(n))[index] = value
-            if matrix is not None:
-                log_matrix[index] = matrix.mean(0)
-            if attention is not None:
-                attention[index] = pose_attention.cpu().numpy()
-        if not threshold_known:  # a second pass over the same (seeded) draws, now that it is known
-            threshold = float(np.median(summaries["mean"]) + math.log(2.0))
-            for number, batch in enumerate(batches):
-                log_target = _draws(result, batch, samples, seed * 7919 + number)[0]
-                log_target = log_target if which is None else log_target[..., which]
-                p_enriched[batch[INDEX].cpu().numpy()] = (log_target > threshold).mean(0)
+            p_enriched[index] = (log_target > threshold).mean(0)
     columns: dict[str, Any] = {"compound_id": data.compound_id}
     for name, values in summaries.items():
         columns[f"log_enrichment_{name}"] = values
@@ -166,16 +160,31 @@ def enrichment_draws(
     without latent terms gives one draw. Memory grows with ``batch_size * num_samples``, not the screen."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    batches = _batches(result, data, batch_size, cache_dir)
+    for rows, log_target, _, _ in _batch_draws(result, batches, num_samples, seed):
+        yield rows, log_target
+
+
+def _batches(result: Any, data: DELData, batch_size: int, cache_dir: str | None) -> Minibatches:
+    """``data``'s compounds in order, in batches, encoded once for ``result``'s model."""
     model = result.model
     arrays = model.encoding.encode(data, cache_dir=cache_dir, counts=False)
-    batches = Minibatches(arrays, batch_size, shuffle=False, device=model.device)
+    return Minibatches(arrays, batch_size, shuffle=False, device=model.device)
+
+
+def _batch_draws(
+    result: Any, batches: Minibatches, num_samples: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, torch.Tensor | None]]:
+    """``(rows, log target, log matrix, pose attention)`` of :func:`_draws` batch by batch, each batch's
+    draws seeded by ``seed`` and its number (a second pass repeats them), ``num_samples`` of them (one for a
+    model without latent terms). The model's evaluation state is set for each batch and restored before
+    the yield, so a caller may draw from other results (with parameters of their own) between batches."""
+    model = result.model
     samples = num_samples if model.latent_terms else 1
     for number, batch in enumerate(batches):
-        # the model's state is set for each batch and restored before the yield: the caller may draw from
-        # other results (each with its own parameters) between batches
         with model.evaluating(), result.averaged(), torch.no_grad():
-            draws = _draws(result, batch, samples, seed * 7919 + number)[0]
-        yield batch[INDEX].cpu().numpy(), draws
+            draws = _draws(result, batch, samples, seed * 7919 + number)
+        yield (batch[INDEX].cpu().numpy(), *draws)
 
 
 def _draws(

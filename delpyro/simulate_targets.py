@@ -25,6 +25,7 @@ counts are negative binomial, then zeroed with the arm's gate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from delpyro.simulate import (
     _plain,
     _sparse_effects,
     _target_enrichment,
+    _truth,
 )
 
 __all__ = ["simulate_targets", "true_selectivity"]
@@ -201,26 +203,12 @@ def simulate_targets(
     }
     screens = {}
     for target in targets:
-        enrichment = enrichments[target]
-        truth = pd.DataFrame(
-            {
-                "log_target_enrichment": log_t[target],
-                "log_matrix_enrichment": matrix.log_matrix,
-                "load": load.relative,
-                "is_binder": log_t[target] >= binder_log_threshold,
-                "has_pharmacophore": library.has_pharmacophore,
-                "target_promiscuous": promiscuous,
-                "target_pharmacophore": enrichment.pharmacophore.astype(np.float64),
-                "target_building_blocks": enrichment.building_blocks,
-                "target_disynthons": enrichment.disynthons,
-                "target_noise": enrichment.noise,
-                "matrix_lipophilicity": matrix.lipophilicity,
-                "matrix_building_blocks": matrix.building_blocks,
-                "matrix_noise": matrix.noise,
-                "logp": library.logp,
-                **every_target,
-            }
-        )
+        # simulate_del's truth of this target, its log t with the promiscuous part, which is added after
+        # has_pharmacophore, and every target's log t last
+        own = dataclasses.replace(enrichments[target], log_target=log_t[target])
+        truth = _truth(library, own, matrix, load, None, binder_log_threshold)
+        truth.insert(5, "target_promiscuous", promiscuous)
+        truth = truth.assign(**every_target)
         attrs = {**shared_attrs, "target": target, "target_scale": scales[target].tolist()}
         attrs["bb_target_effects"] = shared_attrs["bb_target_effects_by_target"][target]
         screens[target] = DELData(

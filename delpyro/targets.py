@@ -10,6 +10,7 @@ one's target, :attr:`DELData.replicate_targets`), the shared controls, load and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -72,21 +73,12 @@ def join_targets(screens: Mapping[str, DELData]) -> DELData:
         truth = pd.DataFrame(columns) if columns else None
     replicate_targets = [name for name, screen in screens.items() for _ in screen.target_names]
     attrs = {**first.attrs, REPLICATE_TARGETS: replicate_targets, "targets": names}
-    return DELData(
+    return dataclasses.replace(
+        first,
         target_counts=np.concatenate([screen.target_counts for screen in screens.values()], axis=1),
-        control_counts=first.control_counts,
-        smiles=first.smiles,
-        compound_id=first.compound_id,
-        load=first.load,
-        building_blocks=first.building_blocks,
-        poses=first.poses,
         truth=truth,
         target_names=[f"{name}:{r}" for name, screen in screens.items() for r in screen.target_names],
-        control_names=list(first.control_names),
         attrs=attrs,
-        smiles_as_read=first.smiles_as_read,
-        observed=first.observed,
-        building_block_smiles=first.building_block_smiles,
     )
 
 
@@ -102,20 +94,10 @@ def split_targets(data: DELData) -> dict[str, DELData]:
         columns = [j for j, t in enumerate(replicate_targets) if t == target]
         prefix = f"{target}:"
         names = [data.target_names[j] for j in columns]
-        out[target] = DELData(
+        out[target] = dataclasses.replace(
+            data,
             target_counts=data.target_counts[:, columns],
-            control_counts=data.control_counts,
-            smiles=data.smiles,
-            compound_id=data.compound_id,
-            load=data.load,
-            building_blocks=data.building_blocks,
-            poses=data.poses,
-            truth=data.truth,
             target_names=[n[len(prefix) :] if n.startswith(prefix) else n for n in names],
-            control_names=list(data.control_names),
             attrs={**attrs, "target": target},
-            smiles_as_read=data.smiles_as_read,
-            observed=data.observed,
-            building_block_smiles=data.building_block_smiles,
         )
     return out
