@@ -4,10 +4,13 @@
     python bench/selectivity.py --quick    # one seed, 1,000 compounds, 2 epochs
     python bench/selectivity.py --config bb_pairs=False     # any ModelConfig field
     python bench/selectivity.py --reads 0.1 --replicates 1  # shallower selections, one replicate a target
+    python bench/selectivity.py --bead-sets                 # the last target on beads of its own
 
 Each seed simulates a panel (``delpyro.simulate_targets``: a carbonic anhydrase that the sulfonamides bind,
 two other targets; promiscuous blocks shared by all; three replicates a target and three no-protein
-controls on the same beads; 0.4 reads a compound a replicate) and splits it at random 80/10/10. The joint
+controls on the same beads; 0.4 reads a compound a replicate; with ``--bead-sets`` the last target is
+selected on other beads, with a matrix enrichment and three controls of their own) and splits it at random
+80/10/10. The joint
 model (``fit`` on ``join_targets(panel)``) and the default model fitted to each target alone (``fit`` on
 each target's screen, same splits and settings) are compared on:
 
@@ -80,8 +83,15 @@ def scores(result, train, test, targets, num_samples: int, cache: str) -> dict[s
 
 
 def one_panel(seed: int, cycles: tuple[int, ...], config: delpyro.ModelConfig, samples: int, args) -> dict:
+    targets = ("CA2", "USP7", "PTP1B")
+    bead_sets = {t: ("Ni" if t == targets[-1] else "SA") for t in targets} if args.bead_sets else None
     panel = delpyro.simulate_targets(
-        seed, n_per_cycle=cycles, reads_per_compound=args.reads, n_target_replicates=args.replicates
+        seed,
+        targets,
+        n_per_cycle=cycles,
+        reads_per_compound=args.reads,
+        n_target_replicates=args.replicates,
+        bead_sets=bead_sets,
     )
     cache = args.cache
     targets = list(panel)
@@ -103,6 +113,7 @@ def main() -> None:
     parser = fit_bench_parser(__doc__, "one seed, 10 blocks a cycle, 2 epochs")
     parser.add_argument("--reads", type=float, default=0.4, help="reads a compound a replicate (default 0.4)")
     parser.add_argument("--replicates", type=int, default=3, help="target replicates a target (default 3)")
+    parser.add_argument("--bead-sets", action="store_true", help="select the last target on beads of its own")
     args = parser.parse_args()
     if args.quick:
         seeds, cycles, epochs, samples = (0,), (10, 10, 10), 2, 50
@@ -115,6 +126,7 @@ def main() -> None:
     line("seeds", len(seeds))
     line("reads_per_compound", args.reads)
     line("target_replicates", args.replicates)
+    line("bead_sets", 2 if args.bead_sets else 1)
     rows = [one_panel(seed, cycles, config, samples, args) for seed in seeds]
     means = pd.DataFrame(rows).mean()
     for name, value in means.items():

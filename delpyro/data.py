@@ -29,7 +29,9 @@ from delpyro.files import replacing
 
 __all__ = [
     "COMPRESSIONS",
+    "CONTROL_BEAD_SETS",
     "REPLICATE_TARGETS",
+    "TARGET_BEAD_SETS",
     "DELData",
     "DELDataError",
     "compression",
@@ -42,6 +44,10 @@ __all__ = [
 _MAX_LISTED_ROWS = 10
 #: the attrs key of a screen of several targets: each target replicate's target
 REPLICATE_TARGETS = "replicate_targets"
+#: a screen of several targets on more than one kind of beads: each control replicate's bead set (a list,
+#: one name per control replicate) and each target's (a dict, target -> bead set)
+CONTROL_BEAD_SETS = "control_bead_sets"
+TARGET_BEAD_SETS = "target_bead_sets"
 
 
 class DELDataError(ValueError):
@@ -173,6 +179,25 @@ class DELData:
         bad = [j for j, t in enumerate(targets) if not isinstance(t, str) or not t.strip()]
         if bad:
             raise DELDataError(f"attrs[{REPLICATE_TARGETS!r}]: replicates {bad} have no target name")
+        self._check_bead_sets(list(dict.fromkeys(targets)))
+
+    def _check_bead_sets(self, targets: list[str]) -> None:
+        controls, per_target = self.attrs.get(CONTROL_BEAD_SETS), self.attrs.get(TARGET_BEAD_SETS)
+        if controls is None and per_target is None:
+            return
+        where = f"attrs[{CONTROL_BEAD_SETS!r}] and attrs[{TARGET_BEAD_SETS!r}]"
+        if not isinstance(controls, list) or len(controls) != self.n_control_replicates:
+            raise DELDataError(
+                f"{where}: expected a list of {self.n_control_replicates} bead-set names, one per control replicate "
+                f"({self.control_names}), got {controls!r}"
+            )
+        if not isinstance(per_target, dict) or sorted(per_target) != sorted(targets):
+            raise DELDataError(
+                f"{where}: expected a dict of every target ({targets}) to its bead set, got {per_target!r}"
+            )
+        missing = sorted({str(v) for v in per_target.values()} - set(controls))
+        if missing:
+            raise DELDataError(f"{where}: bead sets {missing} have targets and no control replicate")
 
     def _check_rows(self, array: np.ndarray, name: str) -> None:
         if array.shape[0] != self.n_compounds:
@@ -202,6 +227,26 @@ class DELData:
     def targets(self) -> list[str]:
         """The screen's targets in order of first replicate (``["target"]`` for a screen of one target)."""
         return list(dict.fromkeys(self.replicate_targets or ["target"]))
+
+    @property
+    def bead_sets(self) -> list[str] | None:
+        """A screen of several targets selected on more than one kind of beads: the bead sets, in order of
+        first control replicate (None: one set of controls for every target). Each control replicate's set
+        is :attr:`control_bead_sets`, each target's :attr:`target_bead_sets` (both kept in attrs)."""
+        controls = self.control_bead_sets
+        return None if controls is None else list(dict.fromkeys(controls))
+
+    @property
+    def control_bead_sets(self) -> list[str] | None:
+        """Each control replicate's bead set (see :attr:`bead_sets`)."""
+        controls = self.attrs.get(CONTROL_BEAD_SETS)
+        return None if controls is None else [str(c) for c in controls]
+
+    @property
+    def target_bead_sets(self) -> dict[str, str] | None:
+        """Each target's bead set (see :attr:`bead_sets`)."""
+        per_target = self.attrs.get(TARGET_BEAD_SETS)
+        return None if per_target is None else {str(k): str(v) for k, v in per_target.items()}
 
     @property
     def n_poses(self) -> int:
@@ -337,6 +382,11 @@ class DELData:
         ]
         if self.replicate_targets is not None:
             lines.append(f"targets: {', '.join(self.targets)} (several targets, one library)")
+        if self.bead_sets is not None:
+            sets = "; ".join(
+                f"{b}: {', '.join(t for t, s in self.target_bead_sets.items() if s == b)}" for b in self.bead_sets
+            )
+            lines.append(f"bead sets, each with its own controls: {sets}")
         if self.building_blocks is not None:
             sizes = ", ".join(f"{c}: {self.building_blocks[c].nunique()}" for c in self.cycles)
             lines.append(f"building blocks per cycle: {sizes}")

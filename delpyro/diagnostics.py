@@ -52,7 +52,8 @@ def to_inference_data(
     Groups: ``posterior`` (every latent global with named dims: gates, concentrations, depth deviations by
     replicate, building-block and disynthon draws and their effects by block id; and per compound:
     ``log_target_enrichment``, ``log_matrix_enrichment``, ``compound_target_effect``,
-    ``compound_matrix_effect``; a model of several targets gives the target ones a ``target`` dim),
+    ``compound_matrix_effect``; a model of several targets gives the target ones a ``target`` dim, and
+    with bead sets the matrix ones a ``bead_set`` dim),
     ``posterior_predictive`` (``control_counts``, ``target_counts``),
     ``log_likelihood`` (``counts``: per compound, summed over its replicates and arms, so that LOO leaves
     out a compound), ``observed_data`` and ``constant_data`` (log depth offsets per replicate, load).
@@ -77,13 +78,15 @@ def to_inference_data(
     has_matrix = "matrix" in model.arms
     # several targets: the target-arm sites hold every target's value, [compounds, targets]
     width = () if model.targets is None else (len(model.targets),)
+    # bead sets: the matrix sites hold every set's value, [compounds, bead sets]
+    sets = () if model.bead_sets is None else (len(model.bead_sets),)
     recorded = {LOG_TARGET_ENRICHMENT: width}
     if has_matrix:
-        recorded[LOG_MATRIX_ENRICHMENT] = ()
+        recorded[LOG_MATRIX_ENRICHMENT] = sets
     if "compound" in model.terms:
         recorded[COMPOUND_EFFECT_ON.format(arm="target")] = width
         if has_matrix:
-            recorded[COMPOUND_EFFECT_ON.format(arm="matrix")] = ()
+            recorded[COMPOUND_EFFECT_ON.format(arm="matrix")] = sets
     per_compound = {name: np.empty((n_chains, n_draws, n, *shape), np.float32) for name, shape in recorded.items()}
     predictive = {
         COUNTS.format(arm=arm): np.empty((n_chains, n_draws, n, len(replicates[arm])), np.float32) for arm in arms
@@ -109,9 +112,13 @@ def to_inference_data(
         coords[f"{arm}_replicate"] = list(replicates[arm])
     if model.targets is not None:
         coords["target"] = list(model.targets)
+    if model.bead_sets is not None:
+        coords["bead_set"] = list(model.bead_sets)
+    matrix_sites = (LOG_MATRIX_ENRICHMENT, COMPOUND_EFFECT_ON.format(arm="matrix"))
     for name, values in per_compound.items():
         posterior[name] = values
-        dims[name] = ["compound_id", "target"] if recorded[name] else ["compound_id"]
+        extra = ("bead_set" if name in matrix_sites else "target") if recorded[name] else None
+        dims[name] = ["compound_id", extra] if extra else ["compound_id"]
     observed = {COUNTS.format(arm=arm): getattr(data, f"{arm}_counts").astype(np.int64) for arm in arms}
     for arm in arms:
         dims[COUNTS.format(arm=arm)] = ["compound_id", f"{arm}_replicate"]

@@ -14,27 +14,28 @@ Every function takes any number of leading dims (draws of a posterior) before it
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
 from torch import nn
 
 from delpyro.keys import INDEX, TRAINING_POSITION
 
 __all__ = [
     "BuildingBlockEffects",
-    "CompoundEffectPrior",
+    "bead_set_members",
     "compound_parts",
     "compound_prior",
+    "compound_prior_scales",
     "effects_in_batch_order",
     "family_effects",
     "matrix_share",
     "rotate_targets",
     "screened_positions",
     "target_rotation",
+    "unrotate_compound_effects",
 ]
 
 
@@ -159,6 +160,13 @@ def matrix_share(target_scale: torch.Tensor, matrix_scale: torch.Tensor, n_targe
     return var_m / (target_scale**2 + n_targets * var_m)
 
 
+def bead_set_members(target_sets: tuple[int, ...] | None, n_targets: int) -> list[list[int]]:
+    """The targets (positions) of each bead set, in set order, from each target's set (None: one set)."""
+    if target_sets is None:
+        return [list(range(n_targets))]
+    return [[k for k, s in enumerate(target_sets) if s == g] for g in range(max(target_sets) + 1)]
+
+
 @functools.cache
 def target_rotation(n_targets: int) -> torch.Tensor:
     """Q ``[K, K]``, orthonormal, its first row 1 / sqrt(K) (a Helmert matrix): ``a = Q w`` holds the
@@ -183,15 +191,22 @@ def rotate_targets(value: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     return value @ rotation if inverse else value @ rotation.T
 
 
-class CompoundEffectPrior(dist.TorchDistribution):
-    """The prior of a compound's effects (a_1, ..., a_K, d) with a matrix arm, K = ``n_targets``.
+def compound_prior_scales(target_scale: torch.Tensor, matrix_scale: torch.Tensor, n_targets: int = 1) -> torch.Tensor:
+    """The prior standard deviations ``[..., K + 1]`` of one bead set's part of a compound's effect site
+    with a matrix arm, K = ``n_targets`` (the set's targets): its numbers (a_1, ..., a_K, d) are independent
+    normals around zero.
 
     u_k ~ Normal(0, sigma_t^2), one per target, and u_m ~ Normal(0, sigma_m^2) are independent. Each target
     arm's whole deviation is w_k = u_k + u_m; the site holds a = Q w (:func:`target_rotation`: the mean of
     the w, scaled, and contrasts between them; a = w for one target) and d = u_m - kappa sum_k w_k
-    (:func:`matrix_share`), the matrix effect less what the w predict of it. The map (u, u_m) -> (a, d)
-    has unit Jacobian, so log p(a, d) = sum_k log p_t(u_k) + log p_m(u_m), and a_1, ..., a_K and d are
-    uncorrelated under the prior (the w are not: they share u_m).
+    (:func:`matrix_share`), the matrix effect less what the w predict of it, its regression on them
+    removed. So they are uncorrelated, hence (jointly normal) independent, with variances
+
+        var a_1 = sigma_t^2 + K sigma_m^2,   var a_j = sigma_t^2 (j > 1),
+        var d = sigma_m^2 sigma_t^2 / (sigma_t^2 + K sigma_m^2),
+
+    and the map (u, u_m) -> (a, d) has unit Jacobian (triangular with unit diagonal, then a rotation):
+    the density is that of the u and u_m.
 
     Why these coordinates: a mean-field guide treats the site's numbers as independent. The target
     reads pin each w_k and the control reads u_m. In (u, u_m) they are strongly anti-correlated a
@@ -200,66 +215,60 @@ class CompoundEffectPrior(dist.TorchDistribution):
     sigma_t, which follows it, grows with training. In (w, d), d is independent of the w under the prior
     and nearly so when the controls are shallow, as in most screens; when the control reads pin u_m much
     more tightly than the target reads pin w, d takes up some of w's spread and a correlation returns.
-    Several targets' w share u_m, so they are correlated with each other a priori (by sigma_m^2); the
-    rotation a = Q w makes them independent, and, as every target's reads pin its own w_k about as
-    tightly, keeps them nearly so a posteriori.
+    Several targets' w share u_m, so they are correlated with each other a priori; the rotation a = Q w
+    makes them independent, and, as every target's reads pin its own w_k about as tightly, keeps them
+    nearly so a posteriori.
     """
+    var_t = target_scale**2
+    var_m = matrix_scale**2
+    total = var_t + n_targets * var_m
+    parts = [total, *[var_t] * (n_targets - 1), var_m * var_t / total]
+    return torch.stack(torch.broadcast_tensors(*parts), dim=-1).sqrt()
 
-    arg_constraints: ClassVar[dict] = {"target_scale": constraints.positive, "matrix_scale": constraints.positive}
-    support = constraints.real_vector
-    has_rsample = True
 
-    def __init__(
-        self,
-        target_scale: torch.Tensor,
-        matrix_scale: torch.Tensor,
-        n_targets: int = 1,
-        validate_args: bool | None = None,
-    ) -> None:
-        self.target_scale, self.matrix_scale = torch.broadcast_tensors(
-            torch.as_tensor(target_scale), torch.as_tensor(matrix_scale)
-        )
-        self.n_targets = int(n_targets)
-        super().__init__(self.target_scale.shape, torch.Size([self.n_targets + 1]), validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(CompoundEffectPrior, _instance)
-        new.target_scale = self.target_scale.expand(batch_shape)
-        new.matrix_scale = self.matrix_scale.expand(batch_shape)
-        new.n_targets = self.n_targets
-        event = torch.Size([self.n_targets + 1])
-        super(CompoundEffectPrior, new).__init__(torch.Size(batch_shape), event, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
-        scale = self.target_scale.unsqueeze(-1).expand(*self.target_scale.shape, self.n_targets)
-        targets = dist.Normal(0.0, scale).rsample(sample_shape)
-        matrix = dist.Normal(0.0, self.matrix_scale).rsample(sample_shape)
-        w = targets + matrix.unsqueeze(-1)
-        d = matrix - matrix_share(self.target_scale, self.matrix_scale, self.n_targets) * w.sum(-1)
-        return torch.cat([rotate_targets(w), d.unsqueeze(-1)], dim=-1)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        w = rotate_targets(value[..., : self.n_targets], inverse=True)
-        share = matrix_share(self.target_scale, self.matrix_scale, self.n_targets)
-        matrix = value[..., self.n_targets] + share * w.sum(-1)
-        targets = dist.Normal(0.0, self.target_scale.unsqueeze(-1)).log_prob(w - matrix.unsqueeze(-1)).sum(-1)
-        return targets + dist.Normal(0.0, self.matrix_scale).log_prob(matrix)
+def unrotate_compound_effects(
+    value: torch.Tensor,
+    target_scale: torch.Tensor,
+    matrix_scale: torch.Tensor,
+    target_sets: tuple[int, ...] | None = None,
+    n_targets: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u ``[..., K]``, u_m ``[..., G]``) from a value of the effect site ``[..., K + G]`` (G bead sets, each
+    set's part (a, d) after the last's, see :func:`compound_prior_scales`) and the scales (``[...]``,
+    broadcasting against the value's leading dims): per set w = Q^T a, u_m = d + kappa sum_k w_k and
+    u_k = w_k - u_m. ``target_sets``: each target's set (None: one set)."""
+    own = [None] * n_targets
+    matrices = []
+    start = 0
+    for members in bead_set_members(target_sets, n_targets):
+        size = len(members)
+        w = rotate_targets(value[..., start : start + size], inverse=True)
+        matrix = value[..., start + size] + matrix_share(target_scale, matrix_scale, size) * w.sum(-1)
+        for j, k in enumerate(members):
+            own[k] = w[..., j] - matrix
+        matrices.append(matrix)
+        start += size + 1
+    return torch.stack(own, dim=-1), torch.stack(matrices, dim=-1)
 
 
 def compound_prior(
-    target_scale: torch.Tensor, matrix_scale: torch.Tensor | None, n_targets: int = 1
+    target_scale: torch.Tensor,
+    matrix_scale: torch.Tensor | None,
+    n_targets: int = 1,
+    target_sets: tuple[int, ...] | None = None,
 ) -> dist.Distribution:
-    """The prior of one compound's effect site, given the scales (``[]`` or ``[draws]``).
+    """The prior of one compound's effect site, given the scales (``[]`` or ``[draws]``): a diagonal normal
+    (event dim 1).
 
     Target arms only (``matrix_scale`` None): z_k ~ Normal(0, 1), one per target, non-centred (the effect
-    is sigma_t z_k). With a matrix arm, (a_1, ..., a_K, d) ~ :class:`CompoundEffectPrior` (a = w for one
-    target).
+    is sigma_t z_k). With a matrix arm, each bead set's (a_1, ..., a_K, d) of :func:`compound_prior_scales`
+    (a = w for one target), the sets one after another (``target_sets``: each target's set; None: one).
     """
     if matrix_scale is None:
         return dist.Normal(0.0, 1.0).expand([n_targets]).to_event(1)
-    return CompoundEffectPrior(target_scale, matrix_scale, n_targets)
+    members = bead_set_members(target_sets, n_targets)
+    scales = torch.cat([compound_prior_scales(target_scale, matrix_scale, len(m)) for m in members], dim=-1)
+    return dist.Normal(torch.zeros_like(scales), scales).to_event(1)
 
 
 def compound_parts(
@@ -267,23 +276,23 @@ def compound_parts(
     target_scale: torch.Tensor,
     matrix_scale: torch.Tensor | None,
     target_arms: tuple[str, ...] = ("target",),
+    matrix_arms: tuple[str, ...] = ("matrix",),
+    target_sets: tuple[int, ...] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The compound effects on each arm ``[..., batch]`` from the effect sites' values ``[..., batch, n]``
     and the scales (``[...]``): u_k = sigma_t z_k (target arms only), or, with a matrix arm (``matrix_scale``
-    given), w = Q^T a, u_m = d + kappa sum_k w_k and u_k = w_k - u_m (see :class:`CompoundEffectPrior`).
-    The target arms are named by ``target_arms``, one per target."""
+    given), :func:`unrotate_compound_effects`. The target arms are named by ``target_arms``, one per
+    target, the matrix arms by ``matrix_arms``, one per bead set (``target_sets``: each target's)."""
 
     def per_batch(scale: torch.Tensor) -> torch.Tensor:
         return scale.unsqueeze(-1) if scale.dim() else scale
 
     if matrix_scale is None:
         return {arm: per_batch(target_scale) * z[..., k] for k, arm in enumerate(target_arms)}
-    n_targets = len(target_arms)
-    share = matrix_share(target_scale, matrix_scale, n_targets)
-    w = rotate_targets(z[..., :n_targets], inverse=True)
-    matrix = z[..., n_targets] + per_batch(share) * w.sum(-1)
-    out = {arm: w[..., k] - matrix for k, arm in enumerate(target_arms)}
-    out["matrix"] = matrix
+    scales = per_batch(target_scale), per_batch(matrix_scale)
+    own, matrix = unrotate_compound_effects(z, *scales, target_sets, len(target_arms))
+    out = {arm: own[..., k] for k, arm in enumerate(target_arms)}
+    out.update({arm: matrix[..., g] for g, arm in enumerate(matrix_arms)})
     return out
 
 

@@ -135,6 +135,11 @@ class Encoding:
     #: ``targets``); None for one target
     targets: list[str] | None = None
     replicate_target: list[int] | None = None
+    #: several targets on more than one kind of beads: the bead sets, each control replicate's set and
+    #: each target's (positions in ``bead_sets``); None for one set of controls
+    bead_sets: list[str] | None = None
+    control_bead_set: list[int] | None = None
+    target_bead_set: list[int] | None = None
 
     # ---- built from the training screen ----------------------------------------------------------------
     @classmethod
@@ -157,6 +162,11 @@ class Encoding:
             named = [what for what, present in unsupported.items() if present]
             if named:
                 raise ValueError(f"a model of several targets ({', '.join(targets)}) does not take {', '.join(named)}")
+        bead_sets = control_bead_set = target_bead_set = None
+        if targets is not None and data.bead_sets is not None:
+            bead_sets = data.bead_sets
+            control_bead_set = [bead_sets.index(b) for b in data.control_bead_sets]
+            target_bead_set = [bead_sets.index(data.target_bead_sets[t]) for t in targets]
         if config.normalize_depth:
             log_depth_target = log_depth_offsets(data.target_counts, data.target_names, "target")
             log_depth_control = log_depth_offsets(data.control_counts, data.control_names, "control")
@@ -214,6 +224,9 @@ class Encoding:
             training_digest=screen_digest(data),
             targets=targets,
             replicate_target=replicate_target,
+            bead_sets=bead_sets,
+            control_bead_set=control_bead_set,
+            target_bead_set=target_bead_set,
         )
 
     def to_dict(self) -> dict[str, Any]:

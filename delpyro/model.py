@@ -71,8 +71,21 @@ each family's own scale learned; intercepts, without a network, for the target a
 Per-compound effects: one u^k_i ~ Normal(0, sigma_t^2) per target (one sigma_t), u^m_i as above. With
 controls the site holds (a_i, d_i): a = Q w, w_k = u^k + u^m, Q orthonormal with first row 1 / sqrt(K)
 (:func:`~delpyro.effects.target_rotation`), d = u^m - kappa sum_k w_k, kappa = sigma_m^2 / (sigma_t^2 +
-K sigma_m^2): independent under the prior, unit Jacobian. log_target_enrichment is then ``[batch, K]``.
-Gates and concentrations are per count arm, shared by the targets' replicates.
+K sigma_m^2): independent normals under the prior (:func:`~delpyro.effects.compound_prior_scales` gives
+their scales), unit Jacobian. log_target_enrichment is then ``[batch, K]``. Gates and concentrations are
+per count arm, shared by the targets' replicates.
+
+Targets on more than one kind of beads (bead sets b = 1..G, each with its own no-protein controls: a
+screen of ``join_targets`` whose targets' controls differ): the matrix arms are then the shared "matrix"
+and each set's own "matrix:b", as the target arms are, and each set has its own per-compound matrix
+effect::
+
+    log m_{b,i} = f_m(x_i) + g_b(x_i) + sum_f (beta_{matrix,f,code} + beta_{b,f,code}) + u^{m,b}_i
+    control[i, r] ~ ZINB(rate = exp(log m_{b(r),i} + log load_i + log depth_{c,r}), ...)
+    g_{k,i} = m_{b(k),i} t_{k,i}   (target k selected on beads b(k))
+
+The per-compound site holds each set's (a, d) of its own targets, one set after another; log
+matrix enrichment is then ``[batch, G]``.
 
 f_t and f_m are the heads of the fingerprint network (:class:`~delpyro.nets.FingerprintNet`; with poses the
 target head is the pose network's, :class:`~delpyro.nets.PoseNet`). Without a fingerprint network each arm
@@ -279,7 +292,17 @@ class DELModel(nn.Module):
         self.targets = encoding.targets
         self.target_arms = ("target",) if self.targets is None else tuple(f"target:{t}" for t in self.targets)
         shared = ("target",) if self.targets is None else ("target", *self.target_arms)
-        self.arms = (*shared, "matrix") if has_control else shared
+        #: several targets on more than one kind of beads: the bead sets, and each set's matrix arm
+        #: "matrix:<set>" (its own part; the arm "matrix" is then the part they share); else ("matrix",)
+        self.bead_sets = encoding.bead_sets
+        self.matrix_arms = ("matrix",) if self.bead_sets is None else tuple(f"matrix:{b}" for b in self.bead_sets)
+        matrix = ("matrix",) if self.bead_sets is None else ("matrix", *self.matrix_arms)
+        self.arms = (*shared, *matrix) if has_control else shared
+        #: the arms whose network part is a deviation head of the fingerprint network (own arms beside a
+        #: shared one)
+        self.deviation_arms = (self.target_arms if self.targets is not None else ()) + (
+            self.matrix_arms if self.bead_sets is not None else ()
+        )
         self.count_arms = ("control", "target") if has_control else ("target",)
         self.zero_inflated = config.likelihood in ZERO_INFLATED
         self.negative_binomial = config.likelihood in NEGATIVE_BINOMIAL
@@ -297,7 +320,7 @@ class DELModel(nn.Module):
                 target_head="poses" not in self.terms,
                 matrix_head=has_control,
                 gate_arms=self.count_arms if per_compound_gates else (),
-                deviation_heads=0 if self.targets is None else len(self.targets),
+                deviation_heads=len(self.deviation_arms),
             )
         if "poses" in self.terms:
             networks["poses"] = PoseNet(
@@ -321,6 +344,11 @@ class DELModel(nn.Module):
         #: several targets: each target replicate's target, by position in ``targets``
         replicate_target = encoding.replicate_target or [0] * len(encoding.target_names)
         self.register_buffer("replicate_target", torch.tensor(replicate_target, dtype=torch.long), persistent=False)
+        #: bead sets: each control replicate's set and each target's, by position in ``bead_sets``
+        control_bead_set = encoding.control_bead_set or [0] * len(encoding.control_names)
+        self.register_buffer("control_bead_set", torch.tensor(control_bead_set, dtype=torch.long), persistent=False)
+        target_bead_set = encoding.target_bead_set or [0] * len(self.target_arms)
+        self.register_buffer("target_bead_set", torch.tensor(target_bead_set, dtype=torch.long), persistent=False)
         self._param_state: dict[str, dict] = {"params": {}, "constraints": {}}
         self._in_scope = False
 
@@ -335,7 +363,7 @@ class DELModel(nn.Module):
     def intercept_arms(self) -> tuple[str, ...]:
         """The arms with an intercept in a model without a fingerprint network: each target's and the
         matrix's (several targets' shared arm has none: their own carry the level)."""
-        return self.target_arms + (("matrix",) if "matrix" in self.arms else ())
+        return self.target_arms + (self.matrix_arms if "matrix" in self.arms else ())
 
     @property
     def local_sites(self) -> tuple[str, ...]:
@@ -451,8 +479,7 @@ class DELModel(nn.Module):
             if "matrix" in self.arms:
                 prior = dist.HalfNormal(config.compound_prior_scale)
                 sites[COMPOUND_MATRIX_SCALE] = pyro.sample(COMPOUND_MATRIX_SCALE, prior)
-            scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
-            effect_prior = compound_prior(*scales, len(self.target_arms))
+            effect_prior = self.compound_prior(sites)
             _, screened = screened_positions(batch)
             screened_value = new_value = None
             if bool(screened.any()):
@@ -471,18 +498,18 @@ class DELModel(nn.Module):
             latent = self._latent_parts(batch, sites, None)
             compound = {}
             if compound_z is not None:
-                scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
-                compound = compound_parts(compound_z, *scales, self.target_arms)
+                compound = self.compound_parts(compound_z, sites)
             log_target, log_matrix = self.enrichments(network, latent, compound)
             if not self.training:  # for posterior export; a training step has no use for them
                 value = log_target if self.targets is not None else log_target.unsqueeze(-1)
                 pyro.deterministic(LOG_TARGET_ENRICHMENT, value, event_dim=0)
                 if log_matrix is not None:
-                    pyro.deterministic(LOG_MATRIX_ENRICHMENT, log_matrix.unsqueeze(-1), event_dim=0)
-                if compound:  # several targets: one site of every target's effects, [batch, n_targets]
+                    value = log_matrix.unsqueeze(-1) if self.bead_sets is None else log_matrix
+                    pyro.deterministic(LOG_MATRIX_ENRICHMENT, value, event_dim=0)
+                if compound:  # every target's effects [batch, n_targets] and every bead set's [batch, n_sets]
                     recorded = {"target": torch.stack([compound[arm] for arm in self.target_arms], -1)}
-                    if "matrix" in compound:
-                        recorded["matrix"] = compound["matrix"].unsqueeze(-1)
+                    if "matrix" in self.arms:  # [batch, bead sets]
+                        recorded["matrix"] = torch.stack([compound[arm] for arm in self.matrix_arms], -1)
                     for arm, value in recorded.items():
                         pyro.deterministic(COMPOUND_EFFECT_ON.format(arm=arm), value, event_dim=0)
             for arm, logits in network.gate_logits.items():
@@ -494,7 +521,7 @@ class DELModel(nn.Module):
                 """Each count arm's distribution, replicates last, for log enrichments ``[..., batch]``."""
                 out = {}
                 if "control" in self.count_arms:
-                    log_rate = log_m.unsqueeze(-1) + offset + log_depth["control"]
+                    log_rate = self.control_rates(log_m) + offset + log_depth["control"]
                     out["control"] = self._count_distribution("control", log_rate, gate_logits, log_concentration)
                 log_rate = self.replicate_rates(self.log_retained(log_t, log_m, matrix_shift)) + offset
                 log_rate = log_rate + log_depth["target"]
@@ -518,7 +545,7 @@ class DELModel(nn.Module):
                     log_listed = log1mexp(no_read)
                 else:
                     draws = effect_prior.rsample((LISTED_DRAWS, base_target.shape[-1]))  # [draws, batch, n_arms]
-                    parts = compound_parts(draws, sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE))
+                    parts = self.compound_parts(draws, sites)
                     matrix = None if base_matrix is None else base_matrix + parts["matrix"]
                     no_read = self._log_no_read(count_distributions(base_target + parts["target"], matrix))
                     log_listed = torch.logsumexp(log1mexp(no_read), 0) - math.log(LISTED_DRAWS)
@@ -537,11 +564,21 @@ class DELModel(nn.Module):
         n_targets]`` with several targets, from log enrichments of those shapes and a log matrix ``[..., batch]``)."""
         if log_matrix is None or "matrix" not in self.arms:
             return log_target
-        if self.targets is not None:
+        if self.bead_sets is not None:  # each target's bead set's matrix, [..., batch, n_targets]
+            log_matrix = log_matrix.index_select(-1, self.target_bead_set)
+        elif self.targets is not None:
             log_matrix = log_matrix.unsqueeze(-1)
         if self.config.combine == "additive":
             return torch.logaddexp(log_matrix if matrix_shift is None else log_matrix + matrix_shift, log_target)
         return log_matrix + log_target
+
+    def control_rates(self, log_matrix: torch.Tensor) -> torch.Tensor:
+        """Each control replicate's log rate before depth and load ``[..., batch, n_control_replicates]`` (to
+        broadcast) from log m: ``[..., batch, 1]`` for one set of controls; with bead sets, each replicate
+        takes its set's ``[..., batch, n_bead_sets]``."""
+        if self.bead_sets is None:
+            return log_matrix.unsqueeze(-1)
+        return log_matrix.index_select(-1, self.control_bead_set)
 
     def replicate_rates(self, log_retained: torch.Tensor) -> torch.Tensor:
         """Each target replicate's log rate before depth and load ``[..., batch, n_target_replicates]`` (to
@@ -585,7 +622,7 @@ class DELModel(nn.Module):
             target, matrix, embedding, gate_logits = output.target, output.matrix, output.embedding, output.gate_logits
         deviations = None
         if "fingerprint" in self.networks and output.deviations is not None:
-            deviations = {arm: output.deviations[..., k] for k, arm in enumerate(self.target_arms)}
+            deviations = {arm: output.deviations[..., k] for k, arm in enumerate(self.deviation_arms)}
         if "poses" in self.networks:
             pose_target, attention = self.networks["poses"](batch[POSES], embedding)
             target = _sum([target, pose_target])
@@ -600,11 +637,17 @@ class DELModel(nn.Module):
         """``(log t, log m)`` from the networks' parts, the latent terms' parts by arm and the compound
         effects by arm (any leading draw dims): log t ``[..., batch]``, or ``[..., batch, n_targets]`` with
         several targets, each the shared parts (arm "target") plus its own; log m ``[..., batch]`` or None."""
+        deviations = network.deviations or {}
         log_matrix = _sum([network.matrix, *latent.get("matrix", []), compound.get("matrix")])
+        if self.bead_sets is not None:  # [..., batch, n_bead_sets]: the shared part and each set's own
+            per_set = [
+                _sum([log_matrix, deviations.get(arm), *latent.get(arm, []), compound.get(arm)])
+                for arm in self.matrix_arms
+            ]
+            log_matrix = torch.stack(torch.broadcast_tensors(*per_set), dim=-1)
         shared = [network.target, *latent.get("target", [])]
         if self.targets is None:
             return _sum([*shared, compound.get("target")]), log_matrix
-        deviations = network.deviations or {}
         per_target = [
             _sum([*shared, deviations.get(arm), *latent.get(arm, []), compound.get(arm)]) for arm in self.target_arms
         ]
@@ -630,10 +673,22 @@ class DELModel(nn.Module):
             for arm, value in self.building_blocks(scale, effects, batch[BLOCK_CODES], pair_z, positions).items():
                 parts[arm].append(value)
         if compound_z is not None:
-            scales = sites[COMPOUND_SCALE], sites.get(COMPOUND_MATRIX_SCALE)
-            for arm, value in compound_parts(compound_z, *scales, self.target_arms).items():
+            for arm, value in self.compound_parts(compound_z, sites).items():
                 parts[arm].append(value)
         return parts
+
+    def compound_prior(self, values: dict[str, torch.Tensor]) -> dist.Distribution:
+        """The prior of a compound's effect site given the scales among ``values`` (a run's sites or draws
+        of them; :func:`~delpyro.effects.compound_prior`)."""
+        sets = None if self.bead_sets is None else tuple(self.encoding.target_bead_set)
+        return compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE), len(self.target_arms), sets)
+
+    def compound_parts(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The compound effects on each arm ``[..., batch]`` from the effect site's values ``[..., batch, n]``
+        and the scales among ``values`` (:func:`~delpyro.effects.compound_parts`)."""
+        sets = None if self.bead_sets is None else tuple(self.encoding.target_bead_set)
+        scales = values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE)
+        return compound_parts(z, *scales, self.target_arms, self.matrix_arms, sets)
 
     def draw_enrichments(
         self, batch: dict[str, Any], network: NetworkEnrichments, values: dict[str, torch.Tensor], count: int
@@ -646,7 +701,7 @@ class DELModel(nn.Module):
         without its sites)."""
         compound_z = None
         if "compound" in self.terms:
-            prior = compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE), len(self.target_arms))
+            prior = self.compound_prior(values)
             size = batch[INDEX].shape[0]
             # [count, batch, n_arms]; the screened compounds' draws are replaced by their own posterior's
             z = prior.sample((count, size)) if prior.batch_shape == () else prior.sample((size,)).movedim(0, 1)
@@ -743,7 +798,10 @@ class DELModel(nn.Module):
             if site["infer"].get("_deterministic"):
                 role, distribution = "recorded", "deterministic"
             else:
-                distribution = type(site["fn"]).__name__
+                fn = site["fn"]
+                while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
+                    fn = fn.base_dist  # the family, not its wrappers of shape
+                distribution = type(fn).__name__
                 if site["is_observed"]:
                     role, distribution = "observed", self.config.likelihood.upper()
                 elif name in LOCAL_SITES:

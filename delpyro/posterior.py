@@ -96,6 +96,7 @@ def predict(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model = result.model
     which = target_position(model, target)
+    bead_set = None if model.bead_sets is None else model.encoding.target_bead_set[which]
     batches = _batches(result, data, batch_size, cache_dir)
     n = data.n_compounds
     quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -111,7 +112,7 @@ def predict(
         for name, value in summarize_draws(log_target, quantiles).items():
             summaries.setdefault(name, np.empty(n))[index] = value
         if matrix is not None:
-            log_matrix[index] = matrix.mean(0)
+            log_matrix[index] = (matrix if bead_set is None else matrix[..., bead_set]).mean(0)
         if attention is not None:
             attention[index] = pose_attention.cpu().numpy()
     if not threshold_known:  # a second pass over the same (seeded) draws, now that it is known
@@ -191,9 +192,10 @@ def _draws(
     result: Any, batch: dict[str, Any], samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
     """``(log target [samples, batch] ([samples, batch, n_targets] with several targets), log matrix
-    [samples, batch] or None, pose attention or None)`` for one batch: the networks once, the latent terms
-    for many posterior draws at a time (seeded, so a second pass repeats): one vectorized draw gives every
-    draw's globals and compound effects, and the latent terms compute on ``[draws, ...]`` tensors."""
+    [samples, batch] ([samples, batch, n_bead_sets] with bead sets) or None, pose attention or None)`` for
+    one batch: the networks once, the latent terms for many posterior draws at a time (seeded, so a second
+    pass repeats): one vectorized draw gives every draw's globals and compound effects, and the latent
+    terms compute on ``[draws, ...]`` tensors."""
     model = result.model
     size = batch[INDEX].shape[0]
     network = model.network_enrichments(batch)
@@ -207,7 +209,8 @@ def _draws(
     else:
         draw_batch = {INDEX: torch.zeros(1, dtype=torch.long, device=model.device), SCREEN_SIZE: 1}
     targets = np.empty((samples, *shape))
-    matrices = np.empty((samples, size)) if "matrix" in model.arms else None
+    matrix_shape = (size,) if model.bead_sets is None else (size, len(model.bead_sets))
+    matrices = np.empty((samples, *matrix_shape)) if "matrix" in model.arms else None
     chunk = max(1, min(samples, DRAW_CHUNK_ELEMENTS // max(int(np.prod(shape)), 1)))
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -217,7 +220,7 @@ def _draws(
             log_target, log_matrix = model.draw_enrichments(batch, network, values, count)
             targets[first : first + count] = log_target.expand(count, *shape).double().cpu().numpy()
             if matrices is not None:
-                matrices[first : first + count] = log_matrix.expand(count, size).double().cpu().numpy()
+                matrices[first : first + count] = log_matrix.expand(count, *matrix_shape).double().cpu().numpy()
     return targets, matrices, network.attention
 
 

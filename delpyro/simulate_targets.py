@@ -21,13 +21,18 @@ each cycle's blocks, effects gamma distributed around ``promiscuous_scale``). Th
 count model are those of :func:`~delpyro.simulate.simulate_del`, multiplicative: target replicate r of k
 has expected reads ``scale_r * load_i * m_i * t_{k,i}``, each control replicate ``scale_r * load_i * m_i``;
 counts are negative binomial, then zeroed with the arm's gate.
+
+With ``bead_sets`` ({target: bead set}) the targets are selected on more than one kind of beads: each bead
+set has its own matrix enrichment (its own sticky blocks and per-compound noise; the lipophilic part is
+the same) and its own no-protein controls, and a target's reads are ``scale_r * load_i * m_{b(k),i} *
+t_{k,i}`` with b(k) its set. The library, and so the load, is the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +67,7 @@ def simulate_targets(
     n_control_replicates: int = 3,
     with_load: bool = True,
     *,
+    bead_sets: Mapping[str, str] | None = None,
     pharmacophore_target: str | None = None,
     pharmacophore_effect: float = 4.5,
     pharmacophore_block_fraction: float | Sequence[float] = 0.04,
@@ -104,7 +110,11 @@ def simulate_targets(
     it binds a carbonic anhydrase; the other parts are described in the module docstring. A compound is a
     binder of a target when its log enrichment for it is at least ``binder_log_threshold``. Everything
     random comes from ``numpy.random.default_rng(seed)``, drawn in a fixed order (library, promiscuous
-    blocks, each target's enrichment, matrix, load, control counts, each target's counts).
+    blocks, each target's enrichment, matrix, load, control counts, each target's counts); the bead sets
+    after the first (``bead_sets``) draw their matrix and controls from a stream of their own
+    (``default_rng([seed, 2])``), so that the first set's part of a panel is the same with or without the
+    others. Their controls are named ``no_protein_<set>_r1``, ...; every screen's truth then holds each
+    set's log matrix enrichment (``log_m_<set>``), and attrs each target's set (``target_bead_sets``).
     """
     parameters = {key: _plain(value) for key, value in locals().items()}
     targets = [str(t) for t in targets]
@@ -130,6 +140,7 @@ def simulate_targets(
         yield_concentration=yield_concentration,
         reads_per_compound=reads_per_compound,
     )
+    sets = _bead_sets(targets, bead_sets)
     fractions = _per_cycle(pharmacophore_block_fraction, "pharmacophore_block_fraction", len(n_per_cycle))
 
     rng = np.random.default_rng(seed)
@@ -169,13 +180,35 @@ def simulate_targets(
     control = _draw_counts(rng, m, load.relative, control_scale, control_gate, nb_concentration)
     load_counts = rng.poisson(load_reads_per_compound * load.relative).astype(np.float64)
     log_t = {target: enrichment.log_target + promiscuous for target, enrichment in enrichments.items()}
+    matrices, controls, control_names = {}, {}, {}
+    if sets is not None:  # the first set's matrix and controls are those above; the others their own
+        others = np.random.default_rng([seed, 2])
+        for number, name in enumerate(dict.fromkeys(sets.values())):
+            if number == 0:
+                matrices[name], controls[name] = matrix, control
+            else:
+                matrices[name] = _matrix_enrichment(
+                    others,
+                    library,
+                    matrix_logp_fraction=matrix_logp_fraction,
+                    matrix_logp_slope=matrix_logp_slope,
+                    matrix_bb_fraction=matrix_bb_fraction,
+                    matrix_bb_scale=matrix_bb_scale,
+                    matrix_noise=matrix_noise,
+                )
+                scale = reads_per_compound * np.exp(others.normal(0.0, replicate_depth_sd, size=n_control_replicates))
+                rate = np.exp(matrices[name].log_matrix)
+                controls[name] = _draw_counts(others, rate, load.relative, scale, control_gate, nb_concentration)
+            control_names[name] = [f"no_protein_{name}_r{r + 1}" for r in range(n_control_replicates)]
     counts, scales = {}, {}
     for target in targets:
         scales[target] = depths(n_target_replicates)
-        rate = m * np.exp(log_t[target])
+        own_m = m if sets is None else np.exp(matrices[sets[target]].log_matrix)
+        rate = own_m * np.exp(log_t[target])
         counts[target] = _draw_counts(rng, rate, load.relative, scales[target], target_gate, nb_concentration)
 
     every_target = {TARGET_COLUMN.format(target=target): values for target, values in log_t.items()}
+    every_target.update({f"log_m_{name}": part.log_matrix for name, part in matrices.items()})
     shared_attrs: dict[str, Any] = {
         "simulator": "delpyro.simulate_targets.simulate_targets",
         "parameters": parameters,
@@ -197,6 +230,8 @@ def simulate_targets(
         "bb_matrix_effects": _per_block(library, matrix.bb_effects),
         "disynthon_effects_by_target": {t: enrichments[t].disynthon_effects for t in targets},
     }
+    if sets is not None:
+        shared_attrs["target_bead_sets"] = dict(sets)
     block_smiles = {
         CYCLES[k]: {str(i): b.smiles for i, b in zip(library.block_ids[k], library.blocks[k], strict=True)}
         for k in range(len(n_per_cycle))
@@ -206,25 +241,43 @@ def simulate_targets(
         # simulate_del's truth of this target, its log t with the promiscuous part, which is added after
         # has_pharmacophore, and every target's log t last
         own = dataclasses.replace(enrichments[target], log_target=log_t[target])
-        truth = _truth(library, own, matrix, load, None, binder_log_threshold)
+        own_matrix = matrix if sets is None else matrices[sets[target]]
+        truth = _truth(library, own, own_matrix, load, None, binder_log_threshold)
         truth.insert(5, "target_promiscuous", promiscuous)
         truth = truth.assign(**every_target)
         attrs = {**shared_attrs, "target": target, "target_scale": scales[target].tolist()}
         attrs["bb_target_effects"] = shared_attrs["bb_target_effects_by_target"][target]
         screens[target] = DELData(
             target_counts=counts[target],
-            control_counts=control,
+            control_counts=control if sets is None else controls[sets[target]],
             smiles=library.smiles,
             compound_id=library.compound_id,
             load=load_counts if with_load else None,
             building_blocks=library.building_blocks,
             truth=truth,
             target_names=[f"{target}_r{r + 1}" for r in range(n_target_replicates)],
-            control_names=[f"no_protein_r{r + 1}" for r in range(n_control_replicates)],
+            control_names=(
+                [f"no_protein_r{r + 1}" for r in range(n_control_replicates)]
+                if sets is None
+                else control_names[sets[target]]
+            ),
             attrs=attrs,
             building_block_smiles=block_smiles,
         )
     return screens
+
+
+def _bead_sets(targets: list[str], bead_sets: Mapping[str, str] | None) -> dict[str, str] | None:
+    """``bead_sets`` checked: every target named once, to a non-empty set name (None: one set)."""
+    if bead_sets is None:
+        return None
+    sets = {str(t): str(b) for t, b in dict(bead_sets).items()}
+    if sorted(sets) != sorted(targets):
+        raise ValueError(f"bead_sets: expected every target ({targets}) and only those, got {sorted(sets)}")
+    bad = [t for t, b in sets.items() if not b.strip() or b != b.strip()]
+    if bad:
+        raise ValueError(f"bead_sets: targets {bad} have no bead-set name")
+    return {t: sets[t] for t in targets}
 
 
 def _per_block(library: Any, effects: list[np.ndarray]) -> dict[str, dict[str, float]]:

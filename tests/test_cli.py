@@ -256,6 +256,32 @@ def test_fit_with_all_targets_fits_one_model_and_writes_selectivity(tmp_path, ca
     assert "--all-targets" in capsys.readouterr().err
 
 
+def test_fit_with_all_targets_on_two_kinds_of_beads_gives_each_its_controls(tmp_path, capsys) -> None:
+    """A folder whose targets were selected on different beads, each with its own no-protein controls
+    (paired by the selections table's beads), fits in one model with a matrix of each bead set."""
+    import delpyro
+
+    beads = {"CA2": "SA", "USP7": "Ni"}
+    panel = delpyro.simulate_targets(
+        0, targets=tuple(beads), n_per_cycle=(5, 4, 4), reads_per_compound=2.0, bead_sets=beads
+    )
+    rows = {
+        name: {"beads": beads[target]}
+        for target, screen in panel.items()
+        for name in [*screen.target_names, *screen.control_names]
+    }
+    folder = delpyro.write_delt(panel, tmp_path / "panel", selections=rows)
+    run = tmp_path / "run"
+    arguments = ["fit", str(folder), "--preset", "delt", "--all-targets", "--out", str(run)]
+    assert main([*arguments, "--epochs", "2", "--batch-size", "16"]) == 0
+    capsys.readouterr()
+    report = (run / "report.md").read_text()
+    assert "bead sets, each with its own controls: SA: CA2; Ni: USP7" in report
+    assert len(pd.read_csv(run / "predictions_USP7.csv")) == panel["USP7"].n_compounds
+    model = delpyro.load(run / "checkpoint.pt").model
+    assert model.matrix_arms == ("matrix:SA", "matrix:Ni")
+
+
 def test_fit_reads_a_wide_table_of_selections(tmp_path, capsys) -> None:
     """A wide table with one count column per selection and a selections table (--selections): one
     target's screen with --selection-target, every target in one model with --all-targets."""

@@ -279,9 +279,17 @@ def test_join_targets_puts_the_targets_side_by_side_and_split_gives_them_back(pa
 
 
 def test_join_targets_refuses_what_one_model_cannot_share(panel) -> None:
-    other_beads = dataclasses.replace(panel["USP7"], control_counts=panel["USP7"].control_counts + 1)
-    with pytest.raises(delpyro.DELDataError, match="'X' has other control replicates"):
-        delpyro.join_targets({"CA2": panel["CA2"], "X": other_beads})
+    renamed = dataclasses.replace(panel["USP7"], control_counts=panel["USP7"].control_counts + 1)
+    with pytest.raises(delpyro.DELDataError, match=r"\['CA2', 'X'\] have control replicates named 'no_protein_r1'"):
+        delpyro.join_targets({"CA2": panel["CA2"], "X": renamed})
+    overlapping = dataclasses.replace(
+        panel["USP7"], control_counts=panel["USP7"].control_counts[:, :2], control_names=panel["USP7"].control_names[:2]
+    )
+    with pytest.raises(delpyro.DELDataError, match="share the control replicate 'no_protein_r1' but not all"):
+        delpyro.join_targets({"CA2": panel["CA2"], "X": overlapping})
+    bare = dataclasses.replace(panel["USP7"], control_counts=None, control_names=[])
+    with pytest.raises(delpyro.DELDataError, match=r"targets \['X'\] have no control replicates"):
+        delpyro.join_targets({"CA2": panel["CA2"], "X": bare})
     other = simulate_targets(1, targets=("X", "Y"), n_per_cycle=(12, 12, 12))
     with pytest.raises(delpyro.DELDataError, match="'X' has other SMILES"):
         delpyro.join_targets({"CA2": panel["CA2"], "X": other["X"]})
@@ -393,3 +401,100 @@ def test_a_model_of_several_targets_resumes_and_runs_by_nuts(panel) -> None:
     idata = nuts.to_inference_data(small, num_samples=8)
     assert idata.posterior["log_target_enrichment"].dims == ("chain", "draw", "compound_id", "target")
     assert list(idata.posterior["target"].values) == list(TARGETS)
+
+
+# ---- targets selected on more than one kind of beads
+
+BEADS = {"CA2": "SA", "USP7": "SA", "PTP1B": "Ni"}
+
+
+@pytest.fixture(scope="module")
+def bead_panel():
+    return simulate_targets(0, targets=TARGETS, n_per_cycle=(12, 12, 12), reads_per_compound=2.0, bead_sets=BEADS)
+
+
+def test_targets_on_two_kinds_of_beads_join_by_their_controls_and_split_back(panel, bead_panel, tmp_path) -> None:
+    # the first set's part of the panel is the one-set panel; the other set has its own matrix and controls
+    np.testing.assert_array_equal(bead_panel["CA2"].target_counts, panel["CA2"].target_counts)
+    np.testing.assert_array_equal(bead_panel["USP7"].control_counts, panel["USP7"].control_counts)
+    assert not np.array_equal(bead_panel["PTP1B"].control_counts, panel["PTP1B"].control_counts)
+    truth = bead_panel["PTP1B"].truth
+    assert truth["log_matrix_enrichment"].equals(truth["log_m_Ni"])
+    assert bead_panel["CA2"].truth["log_matrix_enrichment"].equals(truth["log_m_SA"])
+    assert np.corrcoef(truth["log_m_SA"], truth["log_m_Ni"])[0, 1] < 0.7  # each set's sticky blocks, own noise
+    joint = delpyro.join_targets(bead_panel)
+    assert joint.bead_sets == ["SA", "Ni"]
+    assert joint.control_names == [f"no_protein_{b}_r{r}" for b in ("SA", "Ni") for r in (1, 2, 3)]
+    assert joint.control_bead_sets == ["SA"] * 3 + ["Ni"] * 3
+    assert joint.target_bead_sets == BEADS
+    assert "bead sets, each with its own controls: SA: CA2, USP7; Ni: PTP1B" in joint.summary()
+    back = delpyro.split_targets(joint)
+    for target in TARGETS:
+        assert back[target].control_names == bead_panel[target].control_names
+        np.testing.assert_array_equal(back[target].control_counts, bead_panel[target].control_counts)
+        assert back[target].bead_sets is None
+    again = delpyro.read_counts(joint.save(tmp_path / "beads.parquet"), preset="delpyro")
+    assert again.bead_sets == ["SA", "Ni"] and again.target_bead_sets == BEADS
+    assert delpyro.split(joint, "random", seed=0)[1].control_bead_sets == joint.control_bead_sets
+    with pytest.raises(delpyro.DELDataError, match=r"bead sets \['Cu'\] have targets and no control replicate"):
+        dataclasses.replace(joint, attrs={**joint.attrs, "target_bead_sets": {**BEADS, "PTP1B": "Cu"}})
+    with pytest.raises(delpyro.DELDataError, match="one per control replicate"):
+        dataclasses.replace(joint, attrs={**joint.attrs, "control_bead_sets": ["SA", "Ni"]})
+    with pytest.raises(ValueError, match="bead_sets: expected every target"):
+        simulate_targets(0, targets=TARGETS, n_per_cycle=(4, 4, 4), bead_sets={"CA2": "SA"})
+
+
+def test_the_prior_of_compound_effects_on_two_bead_sets_is_each_sets_own() -> None:
+    import torch
+    from scipy import stats
+
+    from delpyro.effects import compound_parts, compound_prior
+
+    target_scale, matrix_scale = torch.tensor(0.6), torch.tensor(0.4)
+    sets = (0, 0, 1)  # targets a and b on the first beads, c on the second
+    prior = compound_prior(target_scale, matrix_scale, 3, sets)
+    assert prior.event_shape == (5,)  # (a_1, a_2, d) of the first set, (a_1, d) of the second
+    value = torch.tensor([[0.4, -0.2, 0.9, 0.1, -0.3], [-1.3, 0.5, 0.0, -0.7, 0.8]])
+    arms = ("target:a", "target:b", "target:c")
+    parts = compound_parts(value, target_scale, matrix_scale, arms, ("matrix:x", "matrix:y"), sets)
+    u = np.stack([parts[arm].numpy() for arm in arms], -1)
+    m = np.stack([parts["matrix:x"].numpy(), parts["matrix:y"].numpy()], -1)
+    by_hand = stats.norm.logpdf(u, scale=0.6).sum(-1) + stats.norm.logpdf(m, scale=0.4).sum(-1)
+    np.testing.assert_allclose(prior.log_prob(value).numpy(), by_hand, rtol=1e-5)
+    # the second set's target: its whole deviation is its u plus its own set's matrix effect, w = a
+    np.testing.assert_allclose(u[:, 2] + m[:, 1], value[:, 3].numpy(), atol=1e-6)
+    torch.manual_seed(0)
+    draws = compound_parts(prior.sample((100_000,)), target_scale, matrix_scale, arms, ("matrix:x", "matrix:y"), sets)
+    assert float(draws["matrix:y"].std()) == pytest.approx(0.4, rel=0.02)
+    assert float(draws["target:c"].std()) == pytest.approx(0.6, rel=0.02)
+    assert abs(float(np.corrcoef(draws["matrix:x"], draws["matrix:y"])[0, 1])) < 0.02
+
+
+def test_one_model_of_targets_on_two_kinds_of_beads_gives_each_set_its_own_matrix(bead_panel, tmp_path) -> None:
+    joint = delpyro.join_targets(bead_panel)
+    result = delpyro.fit(joint, None, ModelConfig(epochs=12, batch_size=512), seed=0, progress="none")
+    model = result.model
+    assert model.arms == ("target", "target:CA2", "target:USP7", "target:PTP1B", "matrix", "matrix:SA", "matrix:Ni")
+    truth = joint.truth
+    found = {}
+    for target, own, other in (("CA2", "SA", "Ni"), ("PTP1B", "Ni", "SA")):
+        prediction = result.predict(joint, num_samples=50, target=target)
+        matrix = prediction["log_matrix_mean"]
+        found[target] = (
+            np.corrcoef(matrix, truth[f"log_m_{own}"])[0, 1],
+            np.corrcoef(matrix, truth[f"log_m_{other}"])[0, 1],
+            np.corrcoef(prediction["log_enrichment_mean"], truth[f"log_t_{target}"])[0, 1],
+        )
+    for target, (own, other, enrichment) in found.items():
+        assert own > 0.6 and own > other + 0.15, found  # each target's reads divided by its own beads'
+        assert enrichment > 0.75, found
+    idata = result.to_inference_data(joint.subset(np.arange(30)), num_samples=4)
+    assert idata.posterior["log_matrix_enrichment"].dims == ("chain", "draw", "compound_id", "bead_set")
+    assert list(idata.posterior["bead_set"].values) == ["SA", "Ni"]
+    loaded = delpyro.load(result.save(tmp_path / "beads.pt"))
+    a = result.predict(joint, num_samples=20, target="PTP1B")
+    b = loaded.predict(joint, num_samples=20, target="PTP1B")
+    np.testing.assert_allclose(a["log_matrix_mean"], b["log_matrix_mean"], atol=1e-6)
+    sel = selectivity(result, joint, num_samples=100)
+    ptp1b = true_selectivity(joint, "PTP1B")
+    assert roc_auc_score(ptp1b["selective"], sel.of("PTP1B")["p_selective"]) > 0.9
