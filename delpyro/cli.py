@@ -33,7 +33,7 @@ from delpyro.data import DELData, DELDataError
 from delpyro.distributions import LIKELIHOODS
 from delpyro.posterior import truth_on_model_scale
 from delpyro.reading import LAYOUTS, read_counts
-from delpyro.report import prepare_run, read_screen, rebuild_report, write_run
+from delpyro.report import finish_run, prepare_run, read_screen, rebuild_report, write_run
 from delpyro.simulate import simulate_del
 from delpyro.splits import split
 from delpyro.train import fit
@@ -193,7 +193,7 @@ def _fit(args: argparse.Namespace) -> int:
     options = _data_options(args)
     config = _model_config(args)  # settings and the run folder are checked before the screen is read
     fractions = _fractions(args.val_fraction, args.test_fraction)
-    prepare_run(out, overwrite=args.overwrite)
+    writing = prepare_run(out, overwrite=args.overwrite)  # out, or a staging folder when replacing a run
     data = read_screen(args.screen, options)
     train, val, test = split(data, "random", fractions, seed=args.seed)
     print(f"read {args.screen}: {data.n_compounds:,} compounds")
@@ -210,12 +210,12 @@ def _fit(args: argparse.Namespace) -> int:
         config,
         seed=args.seed,
         progress="text",
-        checkpoint_dir=out,
+        checkpoint_dir=writing,
         cache_dir=cache,
     )
-    result.save(out / "checkpoint.pt")
+    result.save(writing / "checkpoint.pt")
     print(f"fitted in {time.perf_counter() - started:.1f} s")
-    result.history.to_csv(out / "history.csv", index=False)
+    result.history.to_csv(writing / "history.csv", index=False)
 
     settings = {
         "model": config.to_dict(),
@@ -235,7 +235,8 @@ def _fit(args: argparse.Namespace) -> int:
         },
     }
     print("writing the run directory:")
-    report = write_run(out, result, data, train, val, test, settings, progress=True)
+    report = write_run(writing, result, data, train, val, test, settings, progress=True, cache_dir=cache)
+    finish_run(out, writing)
     targets = result.model.targets
     written = "predictions.csv" if targets is None else ", ".join(f"predictions_{t}.csv" for t in targets)
     if targets is not None:
@@ -294,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit_command.add_argument("screen", help="a table written by delpyro, or any table with --preset or --target")
     fit_command.add_argument("--out", required=True, help="run directory")
     fit_command.add_argument(
-        "--overwrite", action="store_true", help="replace a run already in --out (its figures are cleared)"
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --out, once the new one is whole (its old figures go)",
     )
     columns = fit_command.add_argument_group("columns (read_counts; given ones win over the preset)")
     columns.add_argument(

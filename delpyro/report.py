@@ -129,29 +129,60 @@ RUN_FILES = (
 PER_TARGET_PREDICTIONS = "predictions_{target}.csv"
 
 
-def prepare_run(run: Path, overwrite: bool = False) -> None:
-    """Make ``run`` ready for a new run before anything is fitted: refuse a path that is a file, or a
-    folder that holds a run already unless ``overwrite`` (then its run files and figures are removed, so
-    an old figure never turns up in the new report); create it (``OSError`` when that is not allowed)."""
+#: where a run that replaces another is written until it is whole (inside the run folder)
+STAGING = ".delpyro-new-run"
+
+
+def _held(run: Path) -> list[str]:
+    """The run files and folders ``run`` holds (see :data:`RUN_FILES`)."""
+    held = [name for name in RUN_FILES if (run / name).exists()]
+    return held + sorted(path.name for path in run.glob(PER_TARGET_PREDICTIONS.format(target="*")))
+
+
+def prepare_run(run: Path, overwrite: bool = False) -> Path:
+    """Make ``run`` ready for a new run before anything is fitted and return the folder to write it in.
+
+    Refuses a path that is a file, or a folder that holds a run already unless ``overwrite``; creates it
+    (``OSError`` when that is not allowed). A new run is written in ``run`` itself; one that replaces
+    another is written in ``run / STAGING`` (emptied first: what a run that failed left there), and
+    :func:`finish_run` puts it in place of the old one once it is whole, so a fit or a write that fails
+    leaves the old run as it was."""
     if run.exists() and not run.is_dir():
         raise RunError(f"--out {run}: a file, not a folder for the run")
-    held = [name for name in RUN_FILES if (run / name).exists()]
-    held += sorted(path.name for path in run.glob(PER_TARGET_PREDICTIONS.format(target="*")))
+    held = _held(run)
     if held and not overwrite:
         raise RunError(
             f"--out {run} holds a run already ({', '.join(held)}): pass --overwrite to replace it, "
             "or choose another folder"
         )
-    for name in held:
+    run.mkdir(parents=True, exist_ok=True)
+    target = run
+    if held:
+        target = run / STAGING
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir()
+    with files.replacing(target / ".delpyro-write-check") as probe:  # fails now, not after the fit
+        probe.write_bytes(b"")
+    (target / ".delpyro-write-check").unlink()
+    return target
+
+
+def finish_run(run: Path, written: Path) -> None:
+    """Put the run written in ``written`` (what :func:`prepare_run` returned) in place: when it is the
+    staging folder, the old run's files and figures are removed (so an old figure never turns up beside
+    the new report), then the new ones moved in, one rename each."""
+    if written == run:
+        return
+    for name in _held(run):
         path = run / name
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    with files.replacing(run / ".delpyro-write-check") as probe:  # fails now, not after the fit
-        probe.write_bytes(b"")
-    (run / ".delpyro-write-check").unlink()
+    for path in sorted(written.iterdir()):
+        path.rename(run / path.name)
+    written.rmdir()
 
 
 @contextmanager
@@ -175,12 +206,14 @@ def write_run(
     settings: dict[str, Any],
     *,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Write the run directory of ``result``, fitted on ``train`` (split from ``data`` with ``val`` and
     ``test``), next to its checkpoint and history: predictions, ``idata.nc``, ``evaluation.json``,
     ``settings.json`` (``settings`` and the ``idata.nc`` export), figures and ``report.md``, whose path it
-    returns. With ``progress``, a line per phase (what runs, then its seconds)."""
-    cache = str(run / "cache")
+    returns. With ``progress``, a line per phase (what runs, then its seconds). Fingerprints are cached in
+    ``cache_dir`` (default ``run / "cache"``)."""
+    cache = str(run / "cache" if cache_dir is None else cache_dir)
     labels = pd.Series("train", index=pd.Index(data.compound_id, dtype=object), dtype=object)
     labels[list(val.compound_id)] = "validation"
     labels[list(test.compound_id)] = "test"

@@ -440,18 +440,29 @@ def test_the_cli_refuses_bad_places_and_settings_before_writing(capsys, tmp_path
     assert status == 2 and "cannot be decoded as UTF-8" in err
 
 
-def test_the_cli_keeps_an_existing_run_unless_asked_and_then_clears_it(capsys, tmp_path, screen_file) -> None:
+def test_the_cli_keeps_an_existing_run_unless_asked_and_then_clears_it(
+    capsys, tmp_path, screen_file, monkeypatch
+) -> None:
     run = tmp_path / "run"
     arguments = ("fit", str(screen_file), "--out", str(run), "--epochs", "1", "--batch-size", "64")
     assert _cli(capsys, *arguments)[0] == 0
     (run / "figures" / "stale.png").write_bytes(b"an old run's figure")
-    before = (run / "checkpoint.pt").read_bytes()
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "report.md", "predictions.csv")}
     status, err = _cli(capsys, *arguments)
     assert status == 2 and "holds a run already" in err and "--overwrite" in err
-    assert (run / "checkpoint.pt").read_bytes() == before  # untouched
+    assert (run / "checkpoint.pt").read_bytes() == before["checkpoint.pt"]  # untouched
+    # a replacing run that fails after its fit (a full disk while writing) leaves the old run as it was
+    with monkeypatch.context() as patched:
+        patched.setattr("delpyro.cli.write_run", lambda *a, **k: (_ for _ in ()).throw(OSError("No space left")))
+        status, err = _cli(capsys, *arguments, "--overwrite", "--epochs", "2")
+    assert status == 2 and "No space left" in err
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert (run / "figures" / "stale.png").exists()
     assert _cli(capsys, *arguments, "--overwrite")[0] == 0
     assert not (run / "figures" / "stale.png").exists()
     assert "stale.png" not in (run / "report.md").read_text()
+    assert (run / "checkpoint.pt").read_bytes() != before["checkpoint.pt"]
+    assert not (run / ".delpyro-new-run").exists() and (run / "cache").is_dir()
 
 
 def test_the_cli_report_refuses_damaged_runs_in_one_line(capsys, tmp_path, screen_file) -> None:
