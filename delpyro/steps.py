@@ -32,9 +32,32 @@ from delpyro.guides import ScreenedGuide
 from delpyro.keys import SCREEN_SIZE
 from delpyro.model import DELModel
 
-__all__ = ["NonFiniteLossError", "eval_step", "make_svi", "train_step"]
+__all__ = ["MeanFieldELBO", "NonFiniteLossError", "eval_step", "make_svi", "train_step"]
 
-_ELBOS = {"trace_elbo": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+
+class MeanFieldELBO(TraceMeanField_ELBO):
+    """TraceMeanField_ELBO (analytic KL divergences where the guide's and the prior's families have one)
+    for this model, whose new compounds' effects are drawn from their prior with their density masked
+    out (``new_compound_effect``, integrated over, not inferred): such a site has no guide site, and
+    contributes nothing, so it is left out of the sum."""
+
+    def _differentiable_loss_particle(self, model_trace: Any, guide_trace: Any) -> tuple[Any, Any]:
+        masked = [
+            name
+            for name, site in model_trace.nodes.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and name not in guide_trace.nodes
+            and site["mask"] is False
+        ]
+        if masked:
+            model_trace = model_trace.copy()
+            for name in masked:
+                model_trace.remove_node(name)
+        return super()._differentiable_loss_particle(model_trace, guide_trace)
+
+
+_ELBOS = {"trace_elbo": Trace_ELBO, "meanfield": MeanFieldELBO}
 assert tuple(_ELBOS) == LOSSES
 
 
@@ -51,7 +74,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def make_svi(model: DELModel, guide: Any, optim: PyroOptim, loss: str = "trace_elbo") -> SVI:
-    """SVI with "trace_elbo" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO). With per-compound effects
+    """SVI with "trace_elbo" (Trace_ELBO) or "meanfield" (:class:`MeanFieldELBO`). With per-compound effects
     the guide is wrapped in a :class:`~delpyro.guides.ScreenedGuide`, so a validation batch gets a
     held-out loss."""
     check_choice("loss", loss, LOSSES)
