@@ -56,7 +56,7 @@ from delpyro.files import write_bytes
 __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 
 #: 5: with controls, the per-compound site ``compound_effect`` holds (w, d), d = u_m - kappa w
-#: (:class:`delpyro.effects.CompoundEffectPrior`); formats 2 to 4 held (w, u_m).
+#: (:func:`delpyro.effects.compound_prior_scales`); formats 2 to 4 held (w, u_m).
 #: 4: disynthon (pair) effects as a local site, ``bb_pair_z``, not centred, with each pair's training
 #: compounds in the encoding (``pair_counts``); formats 2 and 3 centred them within ``bb_z``.
 #: 3: a checksummed header, then a weights-only state: the model's screen constants in an ``encoding``

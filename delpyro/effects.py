@@ -3,8 +3,9 @@
 - :class:`BuildingBlockEffects`: building-block and disynthon effects from their scales and standard
   normals (non-centred form; the blocks of a cycle centred), a compound's sum of its families' effects,
   and the split of values by arm and family under the names users see.
-- :func:`compound_prior`, :func:`compound_parts`: the per-compound effects' prior and their parts on
-  the two arms.
+- :func:`compound_prior`, :func:`compound_parts`: the per-compound effects' prior (a diagonal normal in
+  rotated coordinates, :func:`compound_prior_scales`) and their parts on the arms (each target's and each
+  bead set's matrix).
 - :func:`screened_positions`, :func:`effects_in_batch_order`: where a batch's compounds sit in the
   training screen, and their effects put in batch order.
 

@@ -42,7 +42,8 @@ plate over the screened compounds)::
     (without controls: u^t_i = sigma_t * z_i, z_i ~ Normal(0, 1))
 
 w and d are uncorrelated under the prior, and the target reads pin w: a mean-field guide is close to the
-posterior in these coordinates (see :class:`~delpyro.effects.CompoundEffectPrior`).
+posterior in these coordinates (see :func:`~delpyro.effects.compound_prior_scales`: under the prior they are
+independent normals).
 
 A compound never screened draws its effect from this prior (integrated over, outside the joint density).
 
