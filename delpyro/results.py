@@ -154,6 +154,10 @@ class Result:
         return diagnostics.to_inference_data(self, data, num_samples=num_samples, compounds=compounds, **kwargs)
 
 
+#: added to a fit's seed to seed its loss evaluations (:meth:`FitResult.loss`)
+LOSS_SEED_OFFSET = 104_729
+
+
 @dataclass(eq=False)
 class FitResult(Result):
     """A variational fit: configuration, model, guide, SVI (with its optimizer), moving average and history."""
@@ -238,9 +242,17 @@ class FitResult(Result):
         return self.loss(Minibatches(encoded, batch_size, shuffle=False, device=self.model.device))
 
     def loss(self, batches: Minibatches) -> float:
-        """Loss (negative ELBO) per compound over every batch, with the averaged parameters."""
+        """Loss (negative ELBO) per compound over every batch, with the averaged parameters.
+
+        Its draws (the globals from the guide, held-out compounds' effects from their prior) come from a
+        random state of their own, seeded by the fit's seed, which is set aside and restored: the same
+        parameters give the same loss every time, so the validation losses of successive epochs differ by
+        what training changed, not by Monte Carlo noise (common random numbers, which early stopping
+        needs), and an evaluation leaves the training's random stream where it was."""
         total = 0.0
-        with self.averaged():
+        device = self.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self.averaged():
+            torch.manual_seed(LOSS_SEED_OFFSET + self.seed)
             for batch in batches:
                 total += eval_step(self.svi, batch) * len(batch[INDEX])
         return total / batches.n

@@ -88,3 +88,21 @@ def test_the_meanfield_loss_takes_a_validation_screen_of_new_compounds() -> None
         torch.manual_seed(0)
         losses[loss] = np.mean([eval_step(svi, batch) for _ in range(200)])
     assert losses["meanfield"] == pytest.approx(losses["trace_elbo"], rel=0.02)
+
+
+def test_the_loss_uses_the_same_random_numbers_every_time_and_leaves_the_training_stream() -> None:
+    """Validation losses of successive epochs differ by what training changed (common random numbers),
+    and evaluating does not move the random stream training draws from."""
+    import delpyro
+
+    screen = delpyro.simulate_del(0, n_per_cycle=(6, 6, 6))
+    train, val, _ = delpyro.split(screen, "random", seed=0)
+    result = delpyro.fit(train, val, delpyro.ModelConfig(epochs=1), seed=0, progress="none")
+    batches = Minibatches(result.model.encoding.encode(val), batch_size=64, shuffle=False)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = result.loss(batches)
+    assert torch.equal(torch.rand(3), expected)
+    assert result.loss(batches) == first
+    assert np.isfinite(first)
