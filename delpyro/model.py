@@ -296,6 +296,8 @@ class DELModel(nn.Module):
         #: several targets on more than one kind of beads: the bead sets, and each set's matrix arm
         #: "matrix:<set>" (its own part; the arm "matrix" is then the part they share); else ("matrix",)
         self.bead_sets = encoding.bead_sets
+        #: each target's bead set (positions in ``bead_sets``), as the compound effects' layout takes it
+        self.target_sets = None if self.bead_sets is None else tuple(encoding.target_bead_set)
         self.matrix_arms = ("matrix",) if self.bead_sets is None else tuple(f"matrix:{b}" for b in self.bead_sets)
         matrix = ("matrix",) if self.bead_sets is None else ("matrix", *self.matrix_arms)
         self.arms = (*shared, *matrix) if has_control else shared
@@ -681,15 +683,14 @@ class DELModel(nn.Module):
     def compound_prior(self, values: dict[str, torch.Tensor]) -> dist.Distribution:
         """The prior of a compound's effect site given the scales among ``values`` (a run's sites or draws
         of them; :func:`~delpyro.effects.compound_prior`)."""
-        sets = None if self.bead_sets is None else tuple(self.encoding.target_bead_set)
-        return compound_prior(values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE), len(self.target_arms), sets)
+        scales = values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE)
+        return compound_prior(*scales, len(self.target_arms), self.target_sets)
 
     def compound_parts(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The compound effects on each arm ``[..., batch]`` from the effect site's values ``[..., batch, n]``
         and the scales among ``values`` (:func:`~delpyro.effects.compound_parts`)."""
-        sets = None if self.bead_sets is None else tuple(self.encoding.target_bead_set)
         scales = values[COMPOUND_SCALE], values.get(COMPOUND_MATRIX_SCALE)
-        return compound_parts(z, *scales, self.target_arms, self.matrix_arms, sets)
+        return compound_parts(z, *scales, self.target_arms, self.matrix_arms, self.target_sets)
 
     def draw_enrichments(
         self, batch: dict[str, Any], network: NetworkEnrichments, values: dict[str, torch.Tensor], count: int

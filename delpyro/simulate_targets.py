@@ -161,19 +161,24 @@ def simulate_targets(
         )
         for target in targets
     }
-    matrix = _matrix_enrichment(
-        rng,
-        library,
-        matrix_logp_fraction=matrix_logp_fraction,
-        matrix_logp_slope=matrix_logp_slope,
-        matrix_bb_fraction=matrix_bb_fraction,
-        matrix_bb_scale=matrix_bb_scale,
-        matrix_noise=matrix_noise,
-    )
-    load = _load(rng, library, yield_mean=yield_mean, yield_concentration=yield_concentration, load_noise=load_noise)
 
-    def depths(n: int) -> np.ndarray:
-        return reads_per_compound * np.exp(rng.normal(0.0, replicate_depth_sd, size=n))
+    def bead_matrix(generator: np.random.Generator) -> Any:
+        """One bead set's matrix enrichment, drawn from ``generator``."""
+        return _matrix_enrichment(
+            generator,
+            library,
+            matrix_logp_fraction=matrix_logp_fraction,
+            matrix_logp_slope=matrix_logp_slope,
+            matrix_bb_fraction=matrix_bb_fraction,
+            matrix_bb_scale=matrix_bb_scale,
+            matrix_noise=matrix_noise,
+        )
+
+    def depths(n: int, generator: np.random.Generator = rng) -> np.ndarray:
+        return reads_per_compound * np.exp(generator.normal(0.0, replicate_depth_sd, size=n))
+
+    matrix = bead_matrix(rng)
+    load = _load(rng, library, yield_mean=yield_mean, yield_concentration=yield_concentration, load_noise=load_noise)
 
     control_scale = depths(n_control_replicates)
     m = np.exp(matrix.log_matrix)
@@ -187,16 +192,8 @@ def simulate_targets(
             if number == 0:
                 matrices[name], controls[name] = matrix, control
             else:
-                matrices[name] = _matrix_enrichment(
-                    others,
-                    library,
-                    matrix_logp_fraction=matrix_logp_fraction,
-                    matrix_logp_slope=matrix_logp_slope,
-                    matrix_bb_fraction=matrix_bb_fraction,
-                    matrix_bb_scale=matrix_bb_scale,
-                    matrix_noise=matrix_noise,
-                )
-                scale = reads_per_compound * np.exp(others.normal(0.0, replicate_depth_sd, size=n_control_replicates))
+                matrices[name] = bead_matrix(others)
+                scale = depths(n_control_replicates, others)
                 rate = np.exp(matrices[name].log_matrix)
                 controls[name] = _draw_counts(others, rate, load.relative, scale, control_gate, nb_concentration)
             control_names[name] = [f"no_protein_{name}_r{r + 1}" for r in range(n_control_replicates)]
