@@ -1,17 +1,23 @@
-"""Minibatches of tensors sliced from arrays assembled once, for training and prediction loops."""
+"""Minibatches of tensors sliced from arrays assembled once, for training and prediction loops.
+
+- :class:`Minibatches`: the batches of one process.
+- :class:`Shard` and :class:`ShardedMinibatches`: a process's part of every batch when several processes
+  train together (:mod:`delpyro.distributed`): the batches are those one process would take, and each
+  process gets the members of each batch that it holds.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from delpyro.keys import INDEX, SCREEN_SIZE
+from delpyro.keys import BATCH_TOTAL, INDEX, SCREEN_SIZE, TRAINING_POSITION
 
-__all__ = ["Minibatches"]
+__all__ = ["Minibatches", "Shard", "ShardedMinibatches"]
 
 
 class Minibatches:
@@ -85,13 +91,15 @@ class Minibatches:
             return self.n // self.batch_size
         return math.ceil(self.n / self.batch_size)
 
+    def sum_over_shards(self, value: float) -> float:
+        """A per-process sum added over the processes that share these batches (here, one: itself)."""
+        return value
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
 
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=generator).to(self.device)
-        else:
-            order = None
+        order = _epoch_order(self.n, self.seed, self.epoch) if self.shuffle else None
+        if order is not None:
+            order = order.to(self.device)
         self.epoch += 1
         stop = (self.n // self.batch_size) * self.batch_size if self.drop_last else self.n
         for start in range(0, stop, self.batch_size):
@@ -113,4 +121,101 @@ class Minibatches:
                         block[ascending] = array[rows[ascending]]
                         batch[name] = torch.from_numpy(block).to(self.device)
             batch[SCREEN_SIZE] = self.n
+            yield batch
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of a shuffled epoch's rows: the same on every process, from the seed and the epoch."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+class Shard(NamedTuple):
+    """The rows ``[start, stop)`` of a training screen of ``total`` rows that process ``rank`` of ``world``
+    holds: its compounds, their per-compound parameters and their optimizer state."""
+
+    rank: int
+    world: int
+    start: int
+    stop: int
+    total: int
+
+    @classmethod
+    def of(cls, rank: int, world: int, n: int) -> Shard:
+        """Process ``rank``'s contiguous share of ``n`` rows (shares differ by at most one row)."""
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, {world}), got {rank}")
+        return cls(rank, world, rank * n // world, (rank + 1) * n // world, n)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+class ShardedMinibatches(Minibatches):
+    """One process's part of every batch that :class:`Minibatches` would make of a whole screen.
+
+    Args:
+        arrays: the arrays of the rows this process holds (``rows``), as :class:`Minibatches` takes them.
+        rows: int64 ``[n held]``, sorted: those rows' positions in the whole screen.
+        n: rows in the whole screen (every process's together).
+        batch_size, shuffle, seed, device: as :class:`Minibatches`; the epoch's order is the same on
+            every process, so the parts of a step's batch make up the batch one process would take.
+        position_offset: subtracted from ``TRAINING_POSITION`` (screened compounds' rows in the training
+            screen become rows of this process's shard of it; compounds never screened stay -1).
+        sum_over: adds a per-process number over the processes (an all-reduce); None: one process.
+
+    A batch holds this process's members of the step's batch (possibly none) in the step's order:
+    ``INDEX`` are their rows in the whole screen, ``SCREEN_SIZE`` is ``n`` and ``BATCH_TOTAL`` is the
+    size of the step's whole batch, so a process's loss weighted by its share of the batch adds up, over
+    the processes, to the loss of the whole batch (see :mod:`delpyro.distributed`).
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, Any],
+        rows: np.ndarray,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        device: str | Any = "cpu",
+        position_offset: int = 0,
+        sum_over: Callable[[float], float] | None = None,
+    ) -> None:
+        super().__init__(arrays, batch_size, shuffle=shuffle, seed=seed, device=device)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.shape != (self.n,) or (rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n)):
+            raise ValueError(f"rows must be {self.n} sorted distinct positions in [0, {n})")
+        self.rows = torch.from_numpy(rows)
+        self.n_held = self.n
+        self.n = int(n)
+        self.position_offset = int(position_offset)
+        self.sum_over = sum_over
+
+    def sum_over_shards(self, value: float) -> float:
+        return value if self.sum_over is None else self.sum_over(value)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        order = _epoch_order(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
+        self.epoch += 1
+        for start in range(0, self.n, self.batch_size):
+            members = order[start : start + self.batch_size]
+            found = torch.searchsorted(self.rows, members).clamp(max=max(self.n_held - 1, 0))
+            mine = self.rows[found] == members if self.n_held else torch.zeros_like(members, dtype=torch.bool)
+            local = found[mine].to(self.device)
+            batch = {name: t.index_select(0, local) for name, t in self.tensors.items()}
+            for name, array in self.mapped.items():
+                rows = local.cpu().numpy()
+                ascending = np.argsort(rows, kind="stable")
+                block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+                block[ascending] = array[rows[ascending]]
+                batch[name] = torch.from_numpy(block).to(self.device)
+            if TRAINING_POSITION in batch and self.position_offset:
+                position = batch[TRAINING_POSITION]
+                batch[TRAINING_POSITION] = torch.where(position >= 0, position - self.position_offset, position)
+            batch[INDEX] = members[mine].to(self.device)
+            batch[SCREEN_SIZE] = self.n
+            batch[BATCH_TOTAL] = len(members)
             yield batch

@@ -49,6 +49,16 @@ def _parse_cycles(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _positive_integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _simulate(args: argparse.Namespace) -> int:
     data = simulate_del(
         seed=args.seed,
@@ -212,6 +222,7 @@ def _fit(args: argparse.Namespace) -> int:
         progress="text",
         checkpoint_dir=writing,
         cache_dir=cache,
+        distributed=args.nproc if args.nproc > 1 else None,
     )
     result.save(writing / "checkpoint.pt")
     print(f"fitted in {time.perf_counter() - started:.1f} s")
@@ -232,6 +243,7 @@ def _fit(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "epochs": config.epochs,
             "batch_size": config.batch_size or batch_size_for(train.n_compounds),
+            "processes": args.nproc,
         },
     }
     print("writing the run directory:")
@@ -352,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=0, help="seeds the split, the fit and every draw")
     training.add_argument("--val-fraction", type=float, default=0.1, help="share of compounds for validation")
     training.add_argument("--test-fraction", type=float, default=0.1, help="share of compounds held out for test")
+    training.add_argument(
+        "--nproc",
+        type=_positive_integer,
+        default=1,
+        help="train in this many processes, each holding a shard of the compounds (torch.distributed, gloo)",
+    )
     fit_command.set_defaults(run=_fit)
 
     report = commands.add_parser(

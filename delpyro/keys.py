@@ -19,6 +19,8 @@ key                    what it holds
 ``LOG_LOAD``           float32 ``[batch]``: the load offset, log(load + pseudocount) - log mean
 ``TARGET_COUNTS``      float32 ``[batch, n_target_replicates]``: reads after the target selection
 ``CONTROL_COUNTS``     float32 ``[batch, n_control_replicates]``: reads after the bead selection
+``BATCH_TOTAL``        int: when processes share each batch (:class:`~delpyro.batches.ShardedMinibatches`),
+                       the compounds of the step's whole batch, every process's part together
 ``PAIR_SUBSAMPLE``     the batch's pair slots, their weights and each compound's pairs among them: not
                        sliced from the screen but worked out from ``BLOCK_CODES`` by the model the
                        first time a batch needs it (:meth:`~delpyro.model.DELModel.pair_subsample`),
@@ -29,6 +31,7 @@ key                    what it holds
 from __future__ import annotations
 
 __all__ = [
+    "BATCH_TOTAL",
     "BLOCK_CODES",
     "CONTROL_COUNTS",
     "FINGERPRINTS",
@@ -51,3 +54,4 @@ LOG_LOAD = "log_load"
 TARGET_COUNTS = "target_counts"
 CONTROL_COUNTS = "control_counts"
 PAIR_SUBSAMPLE = "pair_subsample"
+BATCH_TOTAL = "batch_total"

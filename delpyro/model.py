@@ -129,6 +129,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
+from delpyro.batches import Shard
 from delpyro.config import ModelConfig
 from delpyro.data import DELData
 from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED, count_distribution, log1mexp
@@ -141,6 +142,7 @@ from delpyro.effects import (
 )
 from delpyro.encoding import Encoding
 from delpyro.keys import (
+    BATCH_TOTAL,
     BLOCK_CODES,
     CONTROL_COUNTS,
     FINGERPRINTS,
@@ -285,6 +287,9 @@ class DELModel(nn.Module):
             )
         self.config = config
         self.encoding = encoding
+        #: the rows of the training screen whose per-compound effects this process holds (None: every row);
+        #: set before the guide is built (see :mod:`delpyro.distributed`)
+        self.shard: Shard | None = None
         self.terms = encoding.terms
         has_control = encoding.has_control
         #: the targets (None: one), each target's arm, the enrichment arms, and the count arms (replicate
@@ -493,7 +498,7 @@ class DELModel(nn.Module):
                 # -E_prior[log p(reads | z)], not that plus a log density of z
                 with pyro.plate(NEW_COMPOUND_PLATE, int((~screened).sum()), dim=-1), poutine.mask(mask=False):
                     new_value = pyro.sample(NEW_COMPOUND_EFFECT, effect_prior)
-            compound_z = effects_in_batch_order(screened_value, new_value, batch, self.encoding.n_screened)
+            compound_z = effects_in_batch_order(screened_value, new_value, batch, self.n_screened_held)
 
         # ---- the batch's compounds: enrichments, then the reads of every replicate
         with pyro.plate(COMPOUND_PLATE, batch[SCREEN_SIZE], subsample=batch[INDEX], dim=-2):
@@ -709,7 +714,7 @@ class DELModel(nn.Module):
             z = prior.sample((count, size)) if prior.batch_shape == () else prior.sample((size,)).movedim(0, 1)
             _, screened = screened_positions(batch)
             screened_value = values[COMPOUND_EFFECT] if bool(screened.any()) else None
-            compound_z = effects_in_batch_order(screened_value, z[:, ~screened], batch, self.encoding.n_screened)
+            compound_z = effects_in_batch_order(screened_value, z[:, ~screened], batch, self.n_screened_held)
         return self.enrichments(network, self._latent_parts(batch, values, compound_z), {})
 
     # ---- plates and names --------------------------------------------------------------------------
@@ -717,12 +722,24 @@ class DELModel(nn.Module):
         """The plate of the screened compounds' effects (dim -1), subsampled to those in ``batch`` (at
         least one index: a batch without screened compounds gets a placeholder)."""
         positions, _ = screened_positions(batch)
-        n_screened = self.encoding.n_screened
-        if positions.numel() == n_screened:
+        held = self.n_screened_held
+        whole = positions.numel() == held
+        if self.shard is not None:
+            # a shard of the screen: its rows are those of the plate, and each member stands for
+            # n_screened / (members in the batch) compounds, as it would in one process's plate
+            members = torch.arange(held, device=positions.device) if whole else positions
+            weights = torch.full(members.shape, self.encoding.n_screened / positions.numel(), device=members.device)
+            return WeightedPlate(SCREENED_PLATE, held, members, weights, -1)
+        if whole:
             # every screened compound at once: the plate in its natural order (pyro subsamples parameters
             # only for a proper subsample, so a permutation must not be passed as one)
-            return pyro.plate(SCREENED_PLATE, n_screened, dim=-1)
-        return pyro.plate(SCREENED_PLATE, n_screened, subsample=positions, dim=-1)
+            return pyro.plate(SCREENED_PLATE, held, dim=-1)
+        return pyro.plate(SCREENED_PLATE, held, subsample=positions, dim=-1)
+
+    @property
+    def n_screened_held(self) -> int:
+        """Rows of the screened plate in this process: the training screen's compounds, or its shard's."""
+        return self.encoding.n_screened if self.shard is None else self.shard.size
 
     def pair_subsample(self, batch: dict[str, Any]) -> PairSubsample:
         """The pair slots of ``batch`` (see :class:`PairSubsample`), worked out once per batch (kept in it
@@ -737,7 +754,7 @@ class DELModel(nn.Module):
         else:
             slots_of = self.building_blocks.pair_slots(codes)
             size = batch[INDEX].shape[0]
-            if size >= batch[SCREEN_SIZE]:
+            if batch.get(BATCH_TOTAL, size) >= batch[SCREEN_SIZE]:  # the whole screen (every process's part)
                 out = PairSubsample(None, slots_of, None)
             else:
                 slots, positions, counts = torch.unique(slots_of, return_inverse=True, return_counts=True)

@@ -31,7 +31,7 @@ from pyro import poutine
 from pyro.infer import SVI
 
 from delpyro import checkpoint, diagnostics, posterior
-from delpyro.batches import Minibatches
+from delpyro.batches import Minibatches, Shard
 from delpyro.config import ModelConfig
 from delpyro.data import DELData
 from delpyro.effects import screened_positions
@@ -42,7 +42,7 @@ from delpyro.model import BB_PAIR_Z, COMPOUND_EFFECT, COMPOUND_PLATES, DELModel
 from delpyro.optim import EMA, make_optim
 from delpyro.steps import eval_step, make_svi
 
-__all__ = ["FitResult", "MCMCResult", "Result", "load"]
+__all__ = ["FitResult", "MCMCResult", "Result", "from_state", "load"]
 
 #: ``(chain, draw, sample, {site: value})``: one posterior draw of the globals, by chain
 Draws = list[tuple[int, int, int, dict[str, torch.Tensor]]]
@@ -251,11 +251,13 @@ class FitResult(Result):
         needs), and an evaluation leaves the training's random stream where it was."""
         total = 0.0
         device = self.model.device
+        shard = self.model.shard
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self.averaged():
-            torch.manual_seed(LOSS_SEED_OFFSET + self.seed)
+            torch.manual_seed(LOSS_SEED_OFFSET + self.seed + (0 if shard is None else 7_919 * shard.rank))
             for batch in batches:
-                total += eval_step(self.svi, batch) * len(batch[INDEX])
-        return total / batches.n
+                if len(batch[INDEX]):  # a process's part of a batch may be empty
+                    total += eval_step(self.svi, batch) * len(batch[INDEX])
+        return batches.sum_over_shards(total) / batches.n
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -297,7 +299,15 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
     the global random state to the one saved, so that resumed training draws the same numbers as training
     straight through would have.
     """
-    state = checkpoint.read(path)
+    return from_state(checkpoint.read(path), path, restore_rng=restore_rng)
+
+
+def from_state(
+    state: dict[str, Any], path: Any = "state", *, restore_rng: bool = False, shard: Shard | None = None
+) -> FitResult:
+    """The FitResult a checkpoint state describes (:meth:`FitResult.state`; ``path`` names it in errors).
+    With ``shard``, the state holds that shard's rows of the per-compound parameters (see
+    :func:`delpyro.distributed.shard_state`) and the result trains on that shard."""
     try:
         config = ModelConfig.from_dict(state["config"])
         model = DELModel(config, Encoding.from_dict(state["encoding"]))
@@ -305,6 +315,7 @@ def load(path: str | Path, *, restore_rng: bool = True) -> FitResult:
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: a delpyro checkpoint whose model cannot be rebuilt ({err})") from None
     result = FitResult.build(config, model, state["seed"])
+    model.shard = shard
     build_guide(result.guide, model)  # every parameter of model and guide, with its constraint
     with model.param_scope(), torch.no_grad():
         pyro.module("networks", model.networks)

@@ -29,7 +29,7 @@ from pyro.optim import PyroOptim
 
 from delpyro.config import LOSSES, check_choice
 from delpyro.guides import ScreenedGuide
-from delpyro.keys import SCREEN_SIZE
+from delpyro.keys import INDEX, SCREEN_SIZE
 from delpyro.model import DELModel
 
 __all__ = ["MeanFieldELBO", "NonFiniteLossError", "eval_step", "make_svi", "train_step"]
@@ -83,29 +83,44 @@ def make_svi(model: DELModel, guide: Any, optim: PyroOptim, loss: str = "trace_e
     return SVI(model, guide, optim, loss=_ELBOS[loss]())
 
 
-def train_step(svi: SVI, batch: dict[str, Any], *, validate: bool = True) -> float:
+def train_step(svi: SVI, batch: dict[str, Any], *, validate: bool = True, exchange: Any = None) -> float:
     """One gradient step on ``batch``; returns the loss (negative ELBO) per compound of the screen.
 
     A NaN or infinite loss or gradient raises :class:`NonFiniteLossError` before any parameter changes.
     ``validate=False`` skips Pyro's checks of distribution arguments and sample supports (a fifth of a
     small model's step): :func:`fit` validates the first step of a run only, when a bad shape or value in
     the data would show; later NaNs are still caught by the loss and gradient checks.
+
+    ``exchange`` (a :class:`~delpyro.distributed.GradientExchange`, when several processes share each
+    batch): called with the step's parameters, loss and finiteness after the gradients are made and before
+    the optimizer moves anything; it weights and adds the gradients across the processes and returns the
+    whole batch's loss and whether every process's was finite. A process whose part of the batch is empty
+    takes part with zero gradients.
     """
     model = svi.model
     model.train()
     with model.param_scope(), pyro.validation_enabled(validate and is_validation_enabled()):
-        with poutine.trace(param_only=True) as capture:
-            try:
-                loss = svi.loss_and_grads(svi.model, svi.guide, batch)
-            except (ValueError, torch.linalg.LinAlgError) as err:
-                # a distribution checks its arguments (NaN or infinite rates are reported this way), and a
-                # divergence can surface as a covariance that is no longer positive definite
-                if isinstance(err, ValueError) and "invalid values" not in str(err):
-                    raise
-                zero_grads({site["value"].unconstrained() for site in capture.trace.nodes.values()})
-                raise NonFiniteLossError(f"the parameters diverged: a distribution could not be made ({err})") from None
-        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-        if not math.isfinite(loss) or not _finite_gradients(params):
+        if exchange is not None and len(batch[INDEX]) == 0:
+            params = exchange.parameters()
+            loss = 0.0
+        else:
+            with poutine.trace(param_only=True) as capture:
+                try:
+                    loss = svi.loss_and_grads(svi.model, svi.guide, batch)
+                except (ValueError, torch.linalg.LinAlgError) as err:
+                    # a distribution checks its arguments (NaN or infinite rates are reported this way), and
+                    # a divergence can surface as a covariance that is no longer positive definite
+                    if isinstance(err, ValueError) and "invalid values" not in str(err):
+                        raise
+                    zero_grads({site["value"].unconstrained() for site in capture.trace.nodes.values()})
+                    raise NonFiniteLossError(
+                        f"the parameters diverged: a distribution could not be made ({err})"
+                    ) from None
+            params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        finite = math.isfinite(loss) and _finite_gradients(params)
+        if exchange is not None:
+            loss, finite = exchange(params, float(loss), finite, batch)
+        if not finite:
             zero_grads(params)
             raise NonFiniteLossError(f"the loss or its gradient is not finite (loss {loss})")
         svi.optim(params)

@@ -12,6 +12,10 @@ Everything else is a callback, called in this order:
 
 A callback whose ``stop_requested`` is true (the display's Stop button) ends training after the step under
 way, or, when it asks during an epoch's end, after that epoch; ``result.stopped_by_user`` records it.
+
+With ``distributed``, several processes run the same loop on their shards of the screen
+(:mod:`delpyro.distributed`): the display and the user's callbacks run in process 0, a Stop there stops
+every process after the same step, and checkpoints hold the whole screen.
 """
 
 from __future__ import annotations
@@ -23,16 +27,28 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import torch
 
-from delpyro.batches import Minibatches
+from delpyro import checkpoint
+from delpyro.batches import Minibatches, Shard, ShardedMinibatches
 from delpyro.config import ModelConfig, batch_size_for
 from delpyro.data import DELData
+from delpyro.distributed import (
+    GradientExchange,
+    Group,
+    Processes,
+    gather_state,
+    join_group,
+    new_folder,
+    per_process_seed,
+    shard_state,
+)
 from delpyro.encoding import Encoding, screen_digest
 from delpyro.guides import build_guide
-from delpyro.keys import INDEX
-from delpyro.results import FitResult, load
+from delpyro.keys import BATCH_TOTAL, INDEX
+from delpyro.results import FitResult, from_state, load
 from delpyro.steps import NonFiniteLossError, train_step
 from delpyro.widgets import MODES, TrainingMonitor
 
@@ -95,13 +111,20 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Writes ``checkpoint.pt`` in ``folder`` after every epoch."""
+    """Writes ``checkpoint.pt`` in ``folder`` after every epoch. In a group of processes every process
+    sends its shard's rows and process 0 writes the whole screen's checkpoint."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, group: Group | None = None) -> None:
         self.path = Path(folder) / "checkpoint.pt"
+        self.group = group
 
     def on_epoch(self, result: FitResult, row: dict[str, Any]) -> None:
-        result.save(self.path)
+        if self.group is None:
+            result.save(self.path)
+            return
+        state = gather_state(result.state(), result.model.shard, self.group)
+        if state is not None:
+            checkpoint.write(state, self.path)
 
 
 class CallbackError(RuntimeError):
@@ -180,7 +203,8 @@ def fit(
     resume: FitResult | str | Path | None = None,
     cache_dir: str | None = None,
     device: str | torch.device | None = None,
-) -> FitResult:
+    distributed: bool | int | None = None,
+) -> FitResult | None:
     """Fit a model to a screen by SVI and return a :class:`~delpyro.results.FitResult`.
 
     Args:
@@ -209,6 +233,14 @@ def fit(
             moved there once, and batches are sliced there; the result stays on that device, and
             ``predict`` runs there too. A checkpoint loads on the CPU.
 
+        distributed: train in several processes, each holding a shard of the compounds (see
+            :mod:`delpyro.distributed`). A number ``n`` (at least 2) starts ``n`` processes on this machine
+            (gloo on the CPU; with ``device="cuda"``, NCCL and one GPU each) and returns the fit as one
+            result on the CPU, with progress shown here as usual. ``True``: this process is one of a
+            group started by ``torchrun`` (which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT);
+            every process calls ``fit`` with the same arguments, process 0 shows progress, runs the
+            callbacks and gets the result (on the CPU), the others get None.
+
     The training loss is the negative ELBO per compound over each epoch's steps (as they happened); the
     validation loss is computed with the moving-average parameters. A NaN or infinite loss (or a divergence
     that breaks a covariance) stops training with :class:`~delpyro.steps.NonFiniteLossError` naming the
@@ -219,7 +251,33 @@ def fit(
     integers of at least 1, the screens are not empty, and a CUDA device exists where one is asked for.
     """
     _check_arguments(train, val, progress, epochs, batch_size, early_stopping_patience, device)
-    if resume is not None:
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "checkpoint_dir": checkpoint_dir,
+        "early_stopping_patience": early_stopping_patience,
+        "cache_dir": cache_dir,
+        "device": device,
+    }
+    if distributed is not None and not isinstance(distributed, bool):  # a number: start the processes here
+        return _fit_in_processes(distributed, train, val, config, resume, options, progress, callbacks)
+    group = join_group(device) if distributed else None
+    shard = None if group is None else group.shard(train.n_compounds)
+    if group is not None and device is not None:
+        device = group.device
+    if resume is not None and group is not None:
+        if isinstance(resume, dict):  # a state, as fit(..., distributed=n) passes a FitResult on
+            state, source = resume, "resume"
+        elif isinstance(resume, FitResult):
+            state, source = resume.state(), "resume"
+        else:
+            state, source = checkpoint.read(resume), resume
+        result = from_state(shard_state(state, shard), source, shard=shard)
+        if device is not None:
+            result.model.to(device)
+        _check_resume(result, train, config, device)
+    elif resume is not None:
         result = resume if isinstance(resume, FitResult) else load(resume)
         _check_resume(result, train, config, device)
     else:
@@ -227,26 +285,46 @@ def fit(
         pyro.set_rng_seed(seed)
         encoding = Encoding.fit(train, config)
         result = FitResult.new(config, encoding, seed)
+        result.model.shard = shard
         if device is not None:
             result.model.to(device)
     config, seed, model = result.config, result.seed, result.model
     epochs = config.epochs if epochs is None else epochs
     batch_size = batch_size or config.batch_size or batch_size_for(train.n_compounds)
     encoding = model.encoding
-    batches = Minibatches(encoding.encode(train, cache_dir=cache_dir), batch_size, seed=seed, device=model.device)
+    if group is None:
+        batches = Minibatches(encoding.encode(train, cache_dir=cache_dir), batch_size, seed=seed, device=model.device)
+    else:
+        batches = _shard_batches(train, np.arange(shard.start, shard.stop), model, group, batch_size, seed, cache_dir)
     batches.epoch = result.epoch
     val_batches = None
-    if val is not None:
+    if val is not None and group is None:
         encoded = encoding.encode(val, cache_dir=cache_dir)
         val_batches = Minibatches(encoded, max(batch_size, 1024), shuffle=False, device=model.device)
+    elif val is not None:
+        val_rows = _validation_rows(val, encoding, shard)
+        val_batches = _shard_batches(val, val_rows, model, group, max(batch_size, 1024), None, cache_dir)
     build_guide(result.guide, model)
+    exchange = None
+    if group is not None:
+        exchange = GradientExchange(model, group)
+        if resume is None:
+            with model.param_scope():
+                exchange.broadcast()
+        pyro.set_rng_seed(per_process_seed(seed + result.step, group.rank))
 
-    display = _Display(TrainingMonitor(epochs, mode=progress))
-    loop: list[Callback] = [MovingAverage(), display, *(_UserCallback(c) for c in callbacks)]
+    leading = group is None or group.rank == 0  # the process that shows progress and runs the callbacks
+    display = _Display(TrainingMonitor(epochs, mode=progress if leading else "none"))
+    loop: list[Callback] = [MovingAverage(), display, *(_UserCallback(c) for c in callbacks if leading)]
     if early_stopping_patience and val_batches is not None:
         loop.append(EarlyStopping(early_stopping_patience))
     if checkpoint_dir is not None:
-        loop.append(Checkpoint(checkpoint_dir))
+        loop.append(Checkpoint(checkpoint_dir, group))
+
+    def stop_requested() -> bool:
+        asked = any(callback.stop_requested for callback in loop)
+        return asked if group is None else group.any(asked)
+
     result.stopped_by_user = False
     first_step = result.step
     for callback in loop:
@@ -259,7 +337,7 @@ def fit(
             seen = 0
             for batch in batches:
                 try:
-                    loss = train_step(result.svi, batch, validate=result.step == first_step)
+                    loss = train_step(result.svi, batch, validate=result.step == first_step, exchange=exchange)
                 except NonFiniteLossError as err:
                     err.step = result.step + 1
                     err.result = result
@@ -269,7 +347,7 @@ def fit(
                     interrupted = True
                     break
                 result.step += 1
-                compounds = len(batch[INDEX])
+                compounds = batch.get(BATCH_TOTAL, len(batch[INDEX]))
                 total += loss * compounds
                 seen += compounds
                 info = {
@@ -286,9 +364,10 @@ def fit(
                 except KeyboardInterrupt:  # the step is taken; what a callback missed of it is lost
                     interrupted = True
                     break
-                if any(callback.stop_requested for callback in loop):
+                if stop_requested():
+                    result.stopped_by_user = True
                     break
-            if interrupted or any(callback.stop_requested for callback in loop):
+            if interrupted:
                 result.stopped_by_user = True
             if seen == 0:  # interrupted before the epoch's first step: nothing to close
                 break
@@ -306,7 +385,7 @@ def fit(
                 result.best_val_loss = min(result.best_val_loss, val_loss)
             for callback in loop:
                 callback.on_epoch(result, row)
-            if any(callback.stop_requested for callback in loop):  # asked while the epoch was closed
+            if stop_requested():  # asked while the epoch was closed
                 result.stopped_by_user = True
             if interrupted or result.stopped_by_user or any(callback.finished for callback in loop):
                 break
@@ -318,9 +397,126 @@ def fit(
             "taken; fit(..., resume=result) goes on from the next epoch",
             stacklevel=2,
         )
+    if group is not None:  # one result of the whole screen, in process 0
+        state = gather_state(result.state(), shard, group)
+        result = None if state is None else from_state(state, "the processes' fit")
+    if result is None:
+        return None
     for callback in loop:
         if callback is not display:
             callback.on_end(result)
+    return result
+
+
+def _shard_batches(
+    data: DELData, rows: np.ndarray, model: Any, group: Group, batch_size: int, seed: int | None, cache_dir: str | None
+) -> ShardedMinibatches:
+    """This process's part of the batches of ``data`` (shuffled with ``seed``; None: in order): the rows
+    it holds, ``rows`` of the screen."""
+    encoded = model.encoding.encode(data.subset(rows), cache_dir=cache_dir)
+    return ShardedMinibatches(
+        encoded,
+        rows,
+        data.n_compounds,
+        batch_size,
+        shuffle=seed is not None,
+        seed=seed or 0,
+        device=model.device,
+        position_offset=model.shard.start,
+        sum_over=group.sum,
+    )
+
+
+def _validation_rows(val: DELData, encoding: Encoding, shard: Shard) -> np.ndarray:
+    """The validation compounds this process scores: those of the training screen in its shard (their
+    effects are here), and its share of the others (every ``world``-th)."""
+    positions = encoding.training_positions(val) if "compound" in encoding.terms else np.full(len(val), -1)
+    starts = np.array([Shard.of(r, shard.world, shard.total).start for r in range(shard.world)])
+    shares = np.arange(len(val)) % shard.world
+    owner = np.where(positions >= 0, np.searchsorted(starts, positions, side="right") - 1, shares)
+    return np.flatnonzero(owner == shard.rank)
+
+
+class _Relay:
+    """Process 0's callback in a run started by :func:`fit`: passes step and epoch events to the process
+    that started it, and stops when that one asks."""
+
+    def __init__(self, events: Any, stop: Any) -> None:
+        self.events = events
+        self.stop = stop
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.is_set()
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event in ("step", "epoch"):
+            self.events.put((event, dict(info)))
+
+
+def _process_main(
+    rank: int,
+    nproc: int,
+    folder: Path,
+    events: Any,
+    stop: Any,
+    train: DELData,
+    val: DELData | None,
+    config: ModelConfig | None,
+    resume: Any,
+    options: dict[str, Any],
+) -> None:
+    """One process of :func:`fit` with ``distributed=n``: fit its shard; process 0 saves the result."""
+    options = dict(options)
+    if options["device"] is not None and torch.device(options["device"]).type == "cuda":
+        options["device"] = torch.device("cuda", rank)
+    callbacks = [] if events is None else [_Relay(events, stop)]
+    result = fit(train, val, config, resume=resume, progress="none", callbacks=callbacks, distributed=True, **options)
+    if result is not None:
+        result.save(folder / "result.pt")
+
+
+def _fit_in_processes(
+    nproc: Any,
+    train: DELData,
+    val: DELData | None,
+    config: ModelConfig | None,
+    resume: FitResult | str | Path | None,
+    options: dict[str, Any],
+    progress: str,
+    callbacks: Iterable[Callable[[str, dict[str, Any]], None]],
+) -> FitResult:
+    """``fit(..., distributed=nproc)``: start the processes, show their progress here, return the fit."""
+    device = options["device"]
+    cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda and torch.cuda.device_count() < (nproc if isinstance(nproc, int) else 0):
+        count = torch.cuda.device_count()
+        raise ValueError(f"distributed={nproc} on CUDA needs a GPU per process; this machine has {count}")
+    if isinstance(resume, FitResult):
+        resume = resume.state()
+    callbacks = list(callbacks)
+    epochs = options["epochs"] or (config or ModelConfig()).epochs
+    if isinstance(resume, dict):
+        epochs = options["epochs"] or ModelConfig.from_dict(resume["config"]).epochs
+    with new_folder() as name:
+        folder = Path(name)
+        processes = Processes(
+            nproc, _process_main, (train, val, config, resume, options), folder, "nccl" if cuda else "gloo"
+        )
+        monitor = TrainingMonitor(epochs, mode=progress)
+        try:
+            for event, info in processes.messages():
+                monitor(event, info)
+                for callback in callbacks:
+                    callback(event, info)
+                if monitor.stop_requested or any(getattr(c, "stop_requested", False) for c in callbacks):
+                    processes.stop.set()
+            processes.join()
+        finally:
+            monitor.close()
+        result = load(folder / "result.pt", restore_rng=False)
+    for callback in callbacks:
+        callback("end", {"result": result})
     return result
 
 

@@ -96,6 +96,30 @@ def fitted_run(tmp_path_factory) -> tuple[Path, Path]:
     return screen, run
 
 
+def test_fit_in_two_processes_writes_the_same_run(fitted_run, tmp_path, capsys) -> None:
+    """``--nproc 2``: the run folder of a one-process fit, from one checkpoint of the whole screen, with
+    the progress lines of both epochs; and the same training losses (the same batches, the compounds
+    sharded, the gradients added)."""
+    screen, single = fitted_run
+    run = tmp_path / "run"
+    capsys.readouterr()
+    code = main(
+        ["fit", str(screen), "--out", str(run), "--epochs", "2", "--batch-size", "16", "--seed", "1", "--nproc", "2"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/2" in printed and "epoch 2/2" in printed
+    for name in ("predictions.csv", "history.csv", "checkpoint.pt", "report.md"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "settings.json").read_text())["fit"]["processes"] == 2
+    assert len(pd.read_csv(run / "predictions.csv")) == 48
+    losses = pd.read_csv(run / "history.csv")["train_loss"]
+    assert losses.iloc[0] == pytest.approx(pd.read_csv(single / "history.csv")["train_loss"].iloc[0], rel=0.2)
+    with pytest.raises(SystemExit):
+        main(["fit", str(screen), "--out", str(tmp_path / "bad"), "--nproc", "0"])
+    assert "--nproc: expected at least 1, got 0" in capsys.readouterr().err
+
+
 def test_simulate_writes_csv_and_parquet_with_poses(tmp_path) -> None:
     for name in ("screen.csv", "screen.parquet"):
         out = tmp_path / name

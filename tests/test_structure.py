@@ -30,7 +30,7 @@ LAYERS = [
     ("encoding", "effects"),  # a screen -> arrays; the latent effects' arithmetic
     ("model",),  # every plate and sample site
     ("guides", "optim"),
-    ("steps", "checkpoint"),  # the SVI objective and its steps; the checkpoint file
+    ("steps", "checkpoint", "distributed"),  # the SVI objective and its steps; the checkpoint file; processes
     ("posterior", "diagnostics"),  # summaries and checks, over any fitted result
     ("results",),  # SVI and MCMC results, siblings behind one interface
     ("train", "mcmc"),  # fit (a loop of callbacks); NUTS
