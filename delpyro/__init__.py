@@ -19,6 +19,7 @@ from delpyro.metrics import affinity_correlation, calibration, hit_recovery, ppc
 from delpyro.model import DELModel
 from delpyro.optim import make_optim
 from delpyro.posterior import enrichment_draws, predict, truth_on_model_scale
+from delpyro.predictions import write_predictions
 from delpyro.reading import read_counts
 from delpyro.results import FitResult, MCMCResult, load
 from delpyro.selections import read_delt, read_selections, write_delt
@@ -85,6 +86,7 @@ __all__ = [
     "truth_on_model_scale",
     "unpack_bits",
     "write_delt",
+    "write_predictions",
 ]
 
 __version__ = "0.1.0"

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import torch
 import torch.distributed as dist
@@ -84,6 +85,19 @@ class Group:
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true in any process (every process gets the same answer)."""
         return self.sum(1.0 if flag else 0.0) > 0
+
+    def gather_values(self, values: np.ndarray) -> np.ndarray:
+        """Every process's 1-d float array, one after another in rank order, on every process."""
+        local = torch.as_tensor(np.asarray(values, dtype=np.float64), device=self._wire)
+        lengths = torch.zeros(self.world, dtype=torch.float64, device=self._wire)
+        lengths[self.rank] = local.numel()
+        dist.all_reduce(lengths)
+        sizes = [int(x) for x in lengths.tolist()]
+        padded = torch.zeros(max(sizes), dtype=torch.float64, device=self._wire)
+        padded[: local.numel()] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)]).cpu().numpy()
 
     def shard(self, n: int) -> Shard:
         return Shard.of(self.rank, self.world, n)

@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pyro
 import pytest
 import torch
@@ -253,3 +255,27 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
     assert "epoch 2/2" in done.stdout
     one = delpyro.fit(train, None, POINT, epochs=2, batch_size=200, progress="none")
     assert largest_difference(one, delpyro.load(tmp_path / "fit.pt")) < EXACT
+
+
+def test_predictions_are_written_in_chunks_the_same_by_one_process_or_two(parts, tmp_path) -> None:
+    """write_predictions: the whole screen in order, a chunk at a time; the threshold of p_enriched is the
+    screen's (median of the means + log 2); two processes write parts whose rows are the one file's."""
+    train, val, _ = parts
+    result = delpyro.fit(train, val, ModelConfig(hidden_size=16, fingerprint_bits=256), epochs=2, progress="none")
+    one = delpyro.write_predictions(result, train, tmp_path / "one.parquet", num_samples=50, chunk_size=100)
+    table = pd.read_parquet(one)
+    assert list(table.compound_id) == list(train.compound_id)
+    threshold = float(pq.read_schema(one).metadata[b"delpyro_threshold"])
+    assert threshold == pytest.approx(np.median(table.log_enrichment_mean) + np.log(2.0))
+    assert pq.ParquetFile(one).num_row_groups == 7  # 640 compounds, 100 a chunk
+    direct = result.predict(train, num_samples=50, threshold=threshold)
+    # other draws of the same posterior: the means differ by Monte Carlo noise, sd * sqrt(2 / 50) = 0.2 sd
+    noise = np.abs(direct.log_enrichment_mean - table.log_enrichment_mean) / direct.log_enrichment_sd
+    assert noise.mean() < 0.25
+    assert np.abs(direct.p_enriched - table.p_enriched).mean() < 0.1  # noise: about 0.05 at 50 draws
+
+    folder = delpyro.write_predictions(result, train, tmp_path / "two", num_samples=50, chunk_size=100, distributed=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    together = pd.read_parquet(folder)
+    pd.testing.assert_frame_equal(together.reset_index(drop=True), table)
+    assert len(pd.read_parquet(folder / "part-00000.parquet")) == 300  # chunks 0-2 of 7

@@ -33,7 +33,7 @@ LAYERS = [
     ("steps", "checkpoint", "distributed"),  # the SVI objective and its steps; the checkpoint file; processes
     ("posterior", "diagnostics"),  # summaries and checks, over any fitted result
     ("results",),  # SVI and MCMC results, siblings behind one interface
-    ("train", "mcmc"),  # fit (a loop of callbacks); NUTS
+    ("train", "mcmc", "predictions"),  # fit (a loop of callbacks); NUTS; predictions written in chunks
     ("metrics", "hits", "choice"),  # scores against the truth; hit calls at a posterior FDR; choosing terms
     ("selectivity",),  # one target against the others, from each target's posterior
     ("plots",),
