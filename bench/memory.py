@@ -17,8 +17,10 @@ The screens are simulated once into ``--dir`` (default ``runs/bench``; the 1M sc
 to make and is reused). Printed per model: the process's memory after imports (``baseline_mb``), the peak
 resident set (``peak_rss_mb``, the kernel's VmHWM: it counts the pages of memory-mapped files read so
 far, which the kernel can drop at will), the peak of anonymous memory (``peak_anon_mb``: what the process
-allocated itself), and bytes per compound above the baseline. Training runs ``--steps`` steps (default:
-one whole epoch); memory is allocated when the screen is read and on the first step.
+allocated itself), and bytes per compound above the baseline; and, to tell reading from training, the peak
+resident set once the screen is read and the anonymous memory after reading and after training. Training
+runs ``--steps`` steps (default: one whole epoch); memory is allocated when the screen is read and on the
+first step.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def worker(model_name: str, path: Path, steps: int | None, device: str) -> None:
         started = time.perf_counter()
         screen = delpyro.read_counts(path, preset="delpyro")
         line(f"{model_name}_read_s", time.perf_counter() - started)
+        line(f"{model_name}_read_peak_rss_mb", MemoryWatch.peak_rss_kb() / 1024)
+        line(f"{model_name}_after_read_anon_mb", MemoryWatch.anon_kb() / 1024)
         config = delpyro.ModelConfig() if model_name == "default" else delpyro.ModelConfig.preset("del-dock")
         stopper = StopAfter(steps)
         started = time.perf_counter()
@@ -63,6 +67,7 @@ def worker(model_name: str, path: Path, steps: int | None, device: str) -> None:
             device=device,
         )
         seconds = time.perf_counter() - started
+        line(f"{model_name}_after_training_anon_mb", MemoryWatch.anon_kb() / 1024)
     n = screen.n_compounds
     peak_kb, anon_kb = MemoryWatch.peak_rss_kb(), watch.peak_anon_kb
     line(f"{model_name}_compounds", n)

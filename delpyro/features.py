@@ -66,8 +66,10 @@ __all__ = [
 
 #: Inputs with more SMILES than this are split across worker processes (unless ``n_jobs == 1``).
 PARALLEL_THRESHOLD = 20_000
-#: The smallest number of SMILES handed to one worker at a time.
+#: The smallest and the largest number of SMILES handed to one worker at a time (the largest bounds what
+#: a chunk holds in memory on its way into the cache file).
 MIN_CHUNK_SIZE = 2_000
+MAX_CHUNK_SIZE = 100_000
 #: Rows turned into bits at once before packing (bounds the temporary unpacked buffer).
 _BLOCK_ROWS = 1_024
 #: How many offending rows an error message lists.
@@ -185,15 +187,18 @@ def _pool_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _compute_parallel(smiles: list, radius: int, n_bits: int, use_chirality: bool, n_workers: int):
-    """Same result as :func:`_compute_packed`, computed in chunks by ``n_workers`` processes."""
+def _compute_parallel(
+    smiles: list, radius: int, n_bits: int, use_chirality: bool, n_workers: int, out: np.ndarray | None = None
+):
+    """Same result as :func:`_compute_packed`, computed in chunks by ``n_workers`` processes, each chunk
+    written into ``out`` (a memory-mapped file, say) as it comes, else into a new array."""
     n = len(smiles)
-    chunk_size = max(MIN_CHUNK_SIZE, math.ceil(n / (4 * n_workers)))
+    chunk_size = min(MAX_CHUNK_SIZE, max(MIN_CHUNK_SIZE, math.ceil(n / (4 * n_workers))))
     starts = range(0, n, chunk_size)
-    tasks = [(start, smiles[start : start + chunk_size], radius, n_bits, use_chirality) for start in starts]
-    packed = np.empty((n, n_bits // 8), dtype=np.uint8)
+    tasks = ((start, smiles[start : start + chunk_size], radius, n_bits, use_chirality) for start in starts)
+    packed = np.empty((n, n_bits // 8), dtype=np.uint8) if out is None else out
     bad_parts = []
-    with _pool_context().Pool(processes=min(n_workers, len(tasks))) as pool:
+    with _pool_context().Pool(processes=min(n_workers, len(starts))) as pool:
         for start, chunk_packed, chunk_bad in pool.imap_unordered(_compute_chunk, tasks):
             packed[start : start + len(chunk_packed)] = chunk_packed
             bad_parts.append(chunk_bad + start)
@@ -217,11 +222,12 @@ def _cache_path(cache_dir, smiles: list, radius: int, n_bits: int, use_chirality
 
 
 def _read_cache(path: Path, shape: tuple):
-    """The cached array, or None when the file is absent or does not hold what is expected."""
+    """The cached array, memory-mapped read-only (its pages are read as batches need them, and the kernel
+    may drop them), or None when the file is absent or does not hold what is expected."""
     if not path.is_file():
         return None
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError):
         return None
     if array.dtype != np.uint8 or array.shape != shape:
@@ -229,14 +235,47 @@ def _read_cache(path: Path, shape: tuple):
     return array
 
 
-def _write_cache(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` (atomically, see :func:`delpyro.files.replacing`); a cache that cannot be
-    written (a read-only folder, a full disk) is skipped with a warning: the result does not depend on it."""
+def _compute_into_cache(path: Path, smiles: list, radius: int, n_bits: int, use_chirality: bool, n_workers: int):
+    """Compute the fingerprints chunk by chunk into the cache file (a ``.npy`` written through a memory map,
+    atomically, see :func:`delpyro.files.replacing`), so the whole array is never held in memory; return
+    ``(packed, bad)`` with ``packed`` the file memory-mapped read-only, or None when the file cannot be
+    written (a read-only folder, a full disk: a warning says so, and the caller computes in memory)."""
+    shape = (len(smiles), n_bits // 8)
     try:
-        with replacing(path) as temporary, open(temporary, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+        with replacing(path) as temporary:
+            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
+            if n_workers > 1 and len(smiles) > PARALLEL_THRESHOLD:
+                _, bad = _compute_parallel(smiles, radius, n_bits, use_chirality, n_workers, out)
+            else:
+                bad = _compute_into(out, smiles, radius, n_bits, use_chirality)
+            out.flush()
+            del out
+            if len(bad):  # nothing is cached; the caller raises
+                raise _BadRows(bad)
+    except _BadRows as err:
+        return None, err.rows
     except OSError as err:
         warnings.warn(f"fingerprint cache not written ({err}); the fingerprints were computed without it", stacklevel=3)
+        return None, None
+    return _read_cache(path, shape), np.zeros(0, dtype=np.int64)
+
+
+class _BadRows(Exception):
+    """Rows RDKit could not parse (carried out of the cache writer, which then leaves no file)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        super().__init__(f"{len(rows)} rows")
+        self.rows = rows
+
+
+def _compute_into(out: np.ndarray, smiles: list, radius: int, n_bits: int, use_chirality: bool) -> np.ndarray:
+    """Compute in this process, ``MAX_CHUNK_SIZE`` SMILES at a time, into ``out``; return the bad rows."""
+    bad_parts = []
+    for start in range(0, len(smiles), MAX_CHUNK_SIZE):
+        packed, bad = _compute_packed(smiles[start : start + MAX_CHUNK_SIZE], radius, n_bits, use_chirality)
+        out[start : start + len(packed)] = packed
+        bad_parts.append(bad + start)
+    return np.sort(np.concatenate(bad_parts)) if bad_parts else np.zeros(0, dtype=np.int64)
 
 
 def fingerprints(
@@ -261,7 +300,10 @@ def fingerprints(
         Let tetrahedral stereo (``@``/``@@``) change the hashed environments, so enantiomers differ.
     cache_dir:
         Folder for an on-disk cache (created if missing).  The file name hashes the parameters, the
-        RDKit version and every SMILES in order; a second call with the same input reads the file.
+        RDKit version and every SMILES in order.  With a cache the fingerprints are computed chunk by
+        chunk straight into the file, and the array returned is the file memory-mapped read-only (the
+        screen's fingerprints need not fit in memory; batches read their rows); a second call with the
+        same input maps the file without computing.
     n_jobs:
         Worker processes for inputs larger than ``PARALLEL_THRESHOLD``; ``None`` uses every CPU this
         process may run on, ``1`` computes in this process.
@@ -296,12 +338,16 @@ def fingerprints(
     if not smiles:
         return np.zeros(shape, dtype=np.uint8)
 
-    path = None
     if cache_dir is not None:
         path = _cache_path(cache_dir, smiles, radius, n_bits, use_chirality)
         cached = _read_cache(path, shape)
         if cached is not None:
             return cached
+        packed, bad = _compute_into_cache(path, smiles, radius, n_bits, use_chirality, n_workers)
+        if bad is not None and len(bad):
+            raise _bad_rows_error(smiles, bad, "are not SMILES that RDKit can parse")
+        if packed is not None:
+            return packed
 
     if n_workers > 1 and len(smiles) > PARALLEL_THRESHOLD:
         packed, bad = _compute_parallel(smiles, radius, n_bits, use_chirality, n_workers)
@@ -309,9 +355,6 @@ def fingerprints(
         packed, bad = _compute_packed(smiles, radius, n_bits, use_chirality)
     if len(bad):
         raise _bad_rows_error(smiles, bad, "are not SMILES that RDKit can parse")
-
-    if path is not None:
-        _write_cache(path, packed)
     return packed
 
 

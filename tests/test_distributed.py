@@ -230,7 +230,7 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys
+            import torch.distributed
             import delpyro
             train = delpyro.read_counts({str(tmp_path / "train.parquet")!r}, preset="delpyro")
             config = delpyro.ModelConfig(guide="auto_delta", dropout=0.0, hidden_size=16, fingerprint_bits=256)
@@ -238,6 +238,11 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
             if result is not None:
                 result.save({str(tmp_path / "fit.pt")!r})
             print("rank result", result is not None)
+            torch.distributed.barrier()
+            delpyro.write_predictions(
+                delpyro.load({str(tmp_path / "fit.pt")!r}), train, {str(tmp_path / "predictions")!r},
+                num_samples=20, chunk_size=128, distributed=True,
+            )
             """
         )
     )
@@ -255,6 +260,10 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
     assert "epoch 2/2" in done.stdout
     one = delpyro.fit(train, None, POINT, epochs=2, batch_size=200, progress="none")
     assert largest_difference(one, delpyro.load(tmp_path / "fit.pt")) < EXACT
+    parts = sorted(p.name for p in (tmp_path / "predictions").iterdir())
+    assert parts == ["part-00000.parquet", "part-00001.parquet"]  # 640 compounds: 5 chunks, 2 and 3
+    predicted = pd.read_parquet(tmp_path / "predictions")
+    assert list(predicted.compound_id) == list(train.compound_id)
 
 
 def test_predictions_are_written_in_chunks_the_same_by_one_process_or_two(parts, tmp_path) -> None:

@@ -290,11 +290,30 @@ def test_cache_file_depends_on_parameters_and_every_smiles(tmp_path):
 
 
 def test_a_damaged_cache_file_is_recomputed(tmp_path):
-    first = fingerprints(DRUG_SMILES[:4], cache_dir=tmp_path)
+    first = np.array(fingerprints(DRUG_SMILES[:4], cache_dir=tmp_path))  # a copy: the result maps the file
     (path,) = tmp_path.iterdir()
     path.write_bytes(b"not an array")
     np.testing.assert_array_equal(fingerprints(DRUG_SMILES[:4], cache_dir=tmp_path), first)
     np.testing.assert_array_equal(np.load(path), first)
+
+
+def test_a_cached_result_maps_the_file_and_a_new_cache_leaves_old_maps_whole(tmp_path):
+    """With a cache the fingerprints are the file, memory-mapped read-only (computed chunk by chunk into it,
+    several chunks here); rewriting the cache replaces the file, so an array mapped before keeps its rows."""
+    import delpyro.features as features
+
+    smiles = DRUG_SMILES * 3
+    old_chunk, features.MAX_CHUNK_SIZE = features.MAX_CHUNK_SIZE, 4  # several chunks of a small input
+    try:
+        mapped = fingerprints(smiles, cache_dir=tmp_path, n_jobs=1)
+    finally:
+        features.MAX_CHUNK_SIZE = old_chunk
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, fingerprints(smiles))
+    (path,) = tmp_path.glob("*.npy")
+    path.unlink()
+    again = fingerprints(smiles, cache_dir=tmp_path)
+    np.testing.assert_array_equal(mapped, again)  # the old map still reads the old (removed) file
 
 
 def test_invalid_smiles_are_not_cached(tmp_path):
