@@ -271,7 +271,7 @@ def read_counts(
             raise DELDataError(f"{path}: no such file")
         kind = table_kind(path)
         if kind == "parquet":
-            table = read_file(path, kind, lambda: pd.read_parquet(path)).rename(columns=str)
+            table = read_file(path, kind, lambda: _read_parquet(path)).rename(columns=str)
             columns = list(table.columns)
         else:
             columns = read_header(path, kind)
@@ -504,6 +504,19 @@ def _read_library(source: str | Path | pd.DataFrame, columns: list[str]) -> tupl
         path, kind, lambda: pd.read_csv(path, sep=separator(kind), usecols=wanted, dtype=str, keep_default_na=False)
     )
     return table, str(path)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet table as pandas, each Arrow column freed as soon as it is converted (``self_destruct``,
+    column by column) and the freed memory handed back, so the file's Arrow buffers and the frame are
+    never both held whole."""
+    import pyarrow.parquet
+
+    table = pyarrow.parquet.read_table(path)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    _release_arrow_memory()
+    return frame
 
 
 def _release_arrow_memory() -> None:
