@@ -380,8 +380,8 @@ class Encoding:
     def training_positions(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds]``: each compound's row in the training screen, -1 for a compound never
         screened (same id and same SMILES, or it is another compound)."""
-        lookup = {compound: i for i, compound in enumerate(self.training_ids)}
-        positions = np.array([lookup.get(c, -1) for c in data.compound_id], dtype=np.int64)
+        # a hash table in C, not a dict of Python objects (a screen of 10^7 ids)
+        positions = pd.Index(self.training_ids).get_indexer(data.compound_id).astype(np.int64)
         if self.training_structures is not None:  # None: ids alone, as format-2 checkpoints kept them
             found = positions >= 0
             same = self.training_structures[positions[found]] == structure_keys(data.smiles[found])
