@@ -48,6 +48,13 @@ def test_memory_quick(tmp_path: Path) -> None:
     for model in ("default", "del-dock"):
         assert float(values[f"{model}_peak_rss_mb"]) >= float(values[f"{model}_baseline_mb"])
         assert int(values[f"{model}_steps"]) == 3
+        assert float(values[f"{model}_after_training_anon_mb"]) > 0
+
+
+def test_row_scaling_quick() -> None:
+    values = run_quick("row_scaling.py", "--steps", "3")
+    assert float(values["rows_27000_ratio"]) == 1.0
+    assert float(values["rows_1000000_ms_per_step"]) > 0 and "rows_10000000_ms_per_step" not in values
 
 
 def test_predict_quick(tmp_path: Path) -> None:

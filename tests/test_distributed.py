@@ -288,3 +288,17 @@ def test_predictions_are_written_in_chunks_the_same_by_one_process_or_two(parts,
     together = pd.read_parquet(folder)
     pd.testing.assert_frame_equal(together.reset_index(drop=True), table)
     assert len(pd.read_parquet(folder / "part-00000.parquet")) == 300  # chunks 0-2 of 7
+
+
+def test_a_panel_on_two_kinds_of_beads_fits_in_two_processes_as_in_one() -> None:
+    """Several targets, two bead sets (a matrix arm each, per-compound effects of five arms): the same
+    exchange, the same numbers."""
+    panel = delpyro.simulate_targets(
+        n_per_cycle=(8, 8, 6), seed=0, bead_sets={"CA2": "SA", "USP7": "SA", "PTP1B": "Ni"}
+    )
+    screen = delpyro.join_targets(panel)
+    assert screen.bead_sets == ["SA", "Ni"]
+    one = delpyro.fit(screen, None, POINT, epochs=2, batch_size=100, progress="none")
+    two = delpyro.fit(screen, None, POINT, epochs=2, batch_size=100, progress="none", distributed=2)
+    assert largest_difference(one, two) < EXACT
+    assert params_of(two)["AutoDelta.compound_effect"].shape == (screen.n_compounds, 5)
