@@ -151,18 +151,27 @@ def _rowwise_update(
     weight_decay: float,
 ) -> None:
     """Adam on the rows of ``p`` that have a gradient, each with its own moments and step count (kept in
-    ``state``, made on the first update)."""
-    grad = p.grad.reshape(p.shape[0], -1)
-    rows = grad.ne(0).any(1).nonzero().squeeze(1)
+    ``state``, made on the first update). A sparse gradient (rows gathered for a batch,
+    :class:`~delpyro.guides.RowAutoNormal`) names its rows; a dense one is searched for them."""
+    if p.grad.is_sparse:
+        grad = p.grad.coalesce()
+        rows = grad.indices()[0]
+        g = grad.values().reshape(rows.numel(), -1)
+        keep = g.ne(0).any(1)  # a row gathered whose gradient is zero (a masked batch) does not move
+        rows, g = rows[keep], g[keep]
+    else:
+        grad = p.grad.reshape(p.shape[0], -1)
+        rows = grad.ne(0).any(1).nonzero().squeeze(1)
+        g = grad[rows]
     if rows.numel() == 0:
         return
     if not state:
+        width = p[0].numel() if p.dim() else 1
         state.update(
             step=torch.zeros(p.shape[0], dtype=p.dtype, device=p.device),
-            exp_avg=torch.zeros_like(grad),
-            exp_avg_sq=torch.zeros_like(grad),
+            exp_avg=torch.zeros(p.shape[0], width, dtype=p.dtype, device=p.device),
+            exp_avg_sq=torch.zeros(p.shape[0], width, dtype=p.dtype, device=p.device),
         )
-    g = grad[rows]
     values = p.data.reshape(p.shape[0], -1)
     if weight_decay != 0:
         g = g + weight_decay * values[rows]

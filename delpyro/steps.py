@@ -124,7 +124,10 @@ def train_step(svi: SVI, batch: dict[str, Any], *, validate: bool = True, exchan
             zero_grads(params)
             raise NonFiniteLossError(f"the loss or its gradient is not finite (loss {loss})")
         svi.optim(params)
-        zero_grads(params)
+        zero_grads({p for p in params if p.grad is None or not p.grad.is_sparse})
+        for p in params:  # a sparse gradient is dropped, not zeroed: the next one starts anew
+            if p.grad is not None and p.grad.is_sparse:
+                p.grad = None
     return float(loss) / batch[SCREEN_SIZE]
 
 
@@ -132,7 +135,7 @@ def _finite_gradients(params: Iterable[torch.Tensor]) -> bool:
     """Whether every gradient is finite. The fast check is one fused L2 norm per gradient (NaN and inf
     propagate into it); only when a norm is not finite, which a huge finite gradient can also cause, are
     the elements looked at one by one."""
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in params if p.grad is not None]
     if not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
         return True
     return all(bool(torch.isfinite(g).all()) for g in grads)

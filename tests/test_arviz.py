@@ -112,7 +112,7 @@ def test_compare_ranks_the_true_likelihood_above_poisson() -> None:
         name: fit(data, None, ModelConfig(terms=BLOCKS, likelihood=name, epochs=40, batch_size=60), progress="none")
         for name in ("zinb", "poisson")
     }
-    table = compare(fits, data, num_samples=100)
+    table = compare(fits, data, num_samples=200)
     print(table[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse"]])
     assert table.index[0] == "zinb"
     assert table.loc["poisson", "elpd_diff"] > 3 * table.loc["poisson", "dse"]

@@ -10,6 +10,7 @@ from scipy.stats import spearmanr
 
 import delpyro
 from delpyro import ModelConfig, fit, split
+from tests.helpers import params_of
 
 LATENT = {"likelihood": "zinb", "gates": "latent", "concentration": "latent", "batch_size": 128, "lr": 1e-2}
 
@@ -123,7 +124,7 @@ def test_screened_compounds_get_their_own_posterior_and_new_ones_the_prior(deep_
         terms=("building_blocks", "compound"), likelihood="poisson", bb_pairs=False, lr=0.02, ema_decay=None
     )
     result = fit(deep_screen, None, config, epochs=2400 // (216 // batch_size), batch_size=batch_size, progress="none")
-    assert result.guide.locs.compound_effect.shape == (deep_screen.n_compounds, 1)  # one posterior per compound
+    assert params_of(result)["AutoNormal.locs.compound_effect"].shape == (deep_screen.n_compounds, 1)  # one each
     screened = result.predict(deep_screen, num_samples=200)
     renamed = deep_screen.subset(np.arange(deep_screen.n_compounds))
     renamed.compound_id = np.array([f"new-{c}" for c in renamed.compound_id], dtype=object)
@@ -182,7 +183,7 @@ def test_low_rank_guide_with_per_compound_effects(tmp_path) -> None:
     losses = result.history["train_loss"].to_numpy()
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     parts = [type(part).__name__ for part in result.guide]
-    assert parts == ["AutoLowRankMultivariateNormal", "AutoNormal"]
+    assert parts == ["AutoLowRankMultivariateNormal", "RowAutoNormal"]
     prediction = result.predict(data, num_samples=30)
     assert (prediction["log_enrichment_sd"] > 0).all()
     loaded = delpyro.load(result.save(tmp_path / "lowrank.pt"))
