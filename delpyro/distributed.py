@@ -266,13 +266,18 @@ class Processes:
             process.start()
 
     def messages(self, poll: float = 0.1) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Progress events as they come, until every process has ended."""
+        """Progress events as they come, until every process has ended. When one process fails, the
+        others (which would wait for it forever in a collective) are stopped."""
         while True:
             try:
                 yield self.events.get(timeout=poll)
                 continue
             except queue.Empty:
                 pass
+            if any(process.exitcode not in (None, 0) for process in self.processes):
+                for process in self.processes:
+                    if process.is_alive():
+                        process.terminate()
             if not any(process.is_alive() for process in self.processes):
                 while True:  # what was sent before the end
                     try:
@@ -285,8 +290,10 @@ class Processes:
         failed = []
         for rank, process in enumerate(self.processes):
             process.join()
-            if process.exitcode != 0:
+            if process.exitcode != 0 and Path(self.folder, f"error_{rank}.txt").exists():
                 failed.append(rank)
+        if not failed:  # stopped from here after another failed: name the ones that were stopped
+            failed = [rank for rank, process in enumerate(self.processes) if process.exitcode != 0]
         if failed:
             for process in self.processes:
                 if process.is_alive():
@@ -296,7 +303,7 @@ class Processes:
                 path = self.folder / f"error_{rank}.txt"
                 text = path.read_text() if path.exists() else f"exit code {self.processes[rank].exitcode}"
                 reports.append(f"process {rank}:\n{text}")
-            raise RuntimeError("distributed fit failed in " + ", ".join(map(str, failed)) + "\n" + "\n".join(reports))
+            raise RuntimeError("processes failed: " + ", ".join(map(str, failed)) + "\n" + "\n".join(reports))
 
 
 def _run(

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 import delpyro
 from delpyro import ModelConfig
 from delpyro.batches import Minibatches, Shard, ShardedMinibatches
-from delpyro.distributed import is_compound_row, shard_state
+from delpyro.distributed import Processes, is_compound_row, shard_state
 from delpyro.keys import BATCH_TOTAL, INDEX, SCREEN_SIZE, TRAINING_POSITION
 from tests.helpers import params_of
 
@@ -302,3 +302,17 @@ def test_a_panel_on_two_kinds_of_beads_fits_in_two_processes_as_in_one() -> None
     two = delpyro.fit(screen, None, POINT, epochs=2, batch_size=100, progress="none", distributed=2)
     assert largest_difference(one, two) < EXACT
     assert params_of(two)["AutoDelta.compound_effect"].shape == (screen.n_compounds, 5)
+
+
+def _one_process_fails(rank, nproc, folder, events, stop) -> None:
+    """Process 1 fails at once; process 0 waits for it in a collective, which would never end."""
+    if rank == 1:
+        raise MemoryError("process 1 ran out of memory")
+    torch.distributed.barrier()
+
+
+def test_when_one_process_fails_the_others_are_stopped_and_the_error_named(tmp_path) -> None:
+    processes = Processes(2, _one_process_fails, (), tmp_path)
+    assert list(processes.messages()) == []  # returns: process 0 is stopped, not left waiting
+    with pytest.raises(RuntimeError, match=r"process 1:[\s\S]*MemoryError: process 1 ran out of memory"):
+        processes.join()
