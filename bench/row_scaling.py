@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             step(batches[k % len(batches)])
         times[rows] = (time.perf_counter() - started) / args.steps * 1e3
         line(f"rows_{rows}_ms_per_step", times[rows])
+        averaged = sum(v.shape[0] for k, v in result.ema.shadow.items() if k.endswith(".compound_effect"))
+        line(f"rows_{rows}_moving_average_rows", averaged)  # the moving average covers every row
         line(f"rows_{rows}_ratio", times[rows] / times[sizes[0]])
         del result, batches
     return 0
