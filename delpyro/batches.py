@@ -95,6 +95,19 @@ class Minibatches:
         """A per-process sum added over the processes that share these batches (here, one: itself)."""
         return value
 
+    def _mapped_rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The memory-mapped arrays' rows ``index``, read in file order (faster) and put back in batch order."""
+        if not self.mapped:
+            return {}
+        rows = index.cpu().numpy()
+        ascending = np.argsort(rows, kind="stable")
+        out = {}
+        for name, array in self.mapped.items():
+            block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+            block[ascending] = array[rows[ascending]]
+            out[name] = torch.from_numpy(block).to(self.device)
+        return out
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
 
         order = _epoch_order(self.n, self.seed, self.epoch) if self.shuffle else None
@@ -113,13 +126,7 @@ class Minibatches:
                 index = order[start:end]
                 batch = {name: t.index_select(0, index) for name, t in self.tensors.items()}
                 batch[INDEX] = index
-                if self.mapped:  # rows in file order read faster; put them back in batch order after
-                    rows = index.cpu().numpy()
-                    ascending = np.argsort(rows, kind="stable")
-                    for name, array in self.mapped.items():
-                        block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-                        block[ascending] = array[rows[ascending]]
-                        batch[name] = torch.from_numpy(block).to(self.device)
+                batch.update(self._mapped_rows(index))
             batch[SCREEN_SIZE] = self.n
             yield batch
 
@@ -206,12 +213,7 @@ class ShardedMinibatches(Minibatches):
             mine = self.rows[found] == members if self.n_held else torch.zeros_like(members, dtype=torch.bool)
             local = found[mine].to(self.device)
             batch = {name: t.index_select(0, local) for name, t in self.tensors.items()}
-            for name, array in self.mapped.items():
-                rows = local.cpu().numpy()
-                ascending = np.argsort(rows, kind="stable")
-                block = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-                block[ascending] = array[rows[ascending]]
-                batch[name] = torch.from_numpy(block).to(self.device)
+            batch.update(self._mapped_rows(local))
             if TRAINING_POSITION in batch and self.position_offset:
                 position = batch[TRAINING_POSITION]
                 batch[TRAINING_POSITION] = torch.where(position >= 0, position - self.position_offset, position)

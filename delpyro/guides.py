@@ -60,6 +60,9 @@ class RowAutoNormal(AutoNormal):
         super().__init__(model, **kwargs)
         self._pyro_name = AutoNormal.__name__  # AutoNormal's parameter names, so checkpoints are the same
         self._delmodel = (delmodel,)  # a tuple, so the model is not registered as a submodule
+        #: the store names of the rows' loc and (unconstrained) scale; empty without per-compound effects
+        self.row_names: tuple[str, ...] = ()
+        #: their starting values, until the store takes them (then dropped: a row per compound each)
         self._row_inits: dict[str, torch.Tensor] = {}
         self._batch: dict[str, Any] | None = None
 
@@ -68,26 +71,19 @@ class RowAutoNormal(AutoNormal):
         if COMPOUND_EFFECT not in self._event_dims:
             return
         for part in (self.locs, self.scales):  # taken out of the module: read as plain (real) parameters
-            self._row_inits[part._pyro_get_fullname(COMPOUND_EFFECT)] = getattr(
-                part, f"{COMPOUND_EFFECT}_unconstrained"
-            ).detach()
+            name = part._pyro_get_fullname(COMPOUND_EFFECT)
+            self._row_inits[name] = getattr(part, f"{COMPOUND_EFFECT}_unconstrained").detach()
             delattr(part, COMPOUND_EFFECT)
-
-    def row_names(self) -> tuple[str, str]:
-        """The store names of the rows' loc and (unconstrained) scale."""
-        loc, scale = self._row_inits
-        return loc, scale
+        self.row_names = tuple(self._row_inits)
 
     def start_row_scales(self, value: torch.Tensor) -> None:
         """Start the rows' scales at ``value`` (inside the model's param scope)."""
-        _, scale = self.row_names()
-        current = self._row_inits[scale]
-        start = value.to(current.device).expand_as(current)
-        self._row_inits[scale] = start + torch.log(-torch.expm1(-start))  # softplus^-1
+        _, scale = self.row_names
         stored = dict(pyro.get_param_store().named_parameters())
-        if scale in stored:  # already made by a first run of the guide
-            with torch.no_grad():
-                stored[scale].copy_(self._row_inits[scale])
+        current = stored[scale] if scale in stored else self._row_inits[scale]
+        start = value.to(current.device).expand_as(current)
+        with torch.no_grad():
+            current.copy_(start + torch.log(-torch.expm1(-start)))  # softplus^-1
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         self._batch = args[0] if args else None
@@ -97,11 +93,11 @@ class RowAutoNormal(AutoNormal):
             self._batch = None
 
     def _get_loc_and_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if name != COMPOUND_EFFECT or not self._row_inits:
+        if name != COMPOUND_EFFECT or not self.row_names:
             return super()._get_loc_and_scale(name)
-        loc_name, scale_name = self.row_names()
-        loc = pyro.param(loc_name, lambda: self._row_inits[loc_name].clone(), constraint=constraints.real)
-        raw = pyro.param(scale_name, lambda: self._row_inits[scale_name].clone(), constraint=constraints.real)
+        loc_name, scale_name = self.row_names
+        loc = pyro.param(loc_name, lambda: self._row_inits.pop(loc_name), constraint=constraints.real)
+        raw = pyro.param(scale_name, lambda: self._row_inits.pop(scale_name), constraint=constraints.real)
         positions, _ = screened_positions(self._batch)
         if positions.numel() == self._delmodel[0].n_screened_held:  # the plate holds every row, in order
             return loc, F.softplus(raw)
@@ -170,7 +166,7 @@ def _init_local_scales(guide: Any, values: dict[str, torch.Tensor], stored: set[
         scales = getattr(part, "scales", None)
         if not isinstance(part, AutoNormal) or scales is None:
             continue
-        if isinstance(part, RowAutoNormal) and part._row_inits and part.row_names()[1] not in stored:
+        if isinstance(part, RowAutoNormal) and part.row_names and part.row_names[1] not in stored:
             part.start_row_scales(values[COMPOUND_EFFECT])
         for site, value in values.items():
             if hasattr(scales, site) and scales._pyro_get_fullname(site) not in stored:
