@@ -3,12 +3,17 @@
     python bench/memory.py                 # 1,000,000 compounds (default model), 100,000 with poses (del-dock)
     python bench/memory.py --quick         # 8,000 and 2,000 compounds, under a minute once prepared
     python bench/memory.py --device cuda   # train on a GPU (host memory is still what is measured)
+    python bench/memory.py --models default-10m --steps 20   # 10,077,696 compounds (synthetic)
 
 Two measurements, each in a fresh Python process that reads a screen from disk and trains on it:
 
 - **default**: the default model (``ModelConfig()``) on a simulated screen of 100 x 100 x 100 = 1,000,000
   compounds: fingerprints packed (256 bytes a compound, from the cache), building blocks, per-compound
   effects with their Adam state and moving average.
+- **default-10m**: the default model on a synthetic screen of 216^3 = 10,077,696 compounds
+  (``_common.synthetic_screen``: SMILES joined from fragments, block ids, three target and three control
+  replicates, no truth columns, as a real screen has none), written to parquet a row group at a time;
+  its fingerprints are computed in the measured process, chunk by chunk, into the cache.
 - **del-dock**: the ``del-dock`` preset on 50 x 50 x 40 = 100,000 compounds with 20 docked poses x 224
   features, stored as float16 in ``screen.poses.npy`` and memory-mapped: batches read their rows from the
   file, so the 0.9 GB of poses are never copied into the process.
@@ -32,11 +37,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, MemoryWatch, StopAfter, check_device, line, machine_lines, prepared_screen, run_worker
+from _common import (
+    ROOT,
+    MemoryWatch,
+    StopAfter,
+    check_device,
+    line,
+    machine_lines,
+    prepared_screen,
+    run_worker,
+    synthetic_screen,
+)
 
 SIZES = {
     "default": {"full": (100, 100, 100), "quick": (20, 20, 20), "poses": 0},
     "del-dock": {"full": (50, 50, 40), "quick": (20, 10, 10), "poses": 20},
+    # a synthetic screen written straight to parquet (_common.synthetic_screen): 216^3 = 10,077,696
+    "default-10m": {"full": 216, "quick": 20, "synthetic": True},
 }
 
 
@@ -53,7 +70,7 @@ def worker(model_name: str, path: Path, steps: int | None, device: str) -> None:
         line(f"{model_name}_read_s", time.perf_counter() - started)
         line(f"{model_name}_read_peak_rss_mb", MemoryWatch.peak_rss_kb() / 1024)
         line(f"{model_name}_after_read_anon_mb", MemoryWatch.anon_kb() / 1024)
-        config = delpyro.ModelConfig() if model_name == "default" else delpyro.ModelConfig.preset("del-dock")
+        config = delpyro.ModelConfig.preset("del-dock") if model_name == "del-dock" else delpyro.ModelConfig()
         stopper = StopAfter(steps)
         started = time.perf_counter()
         result = delpyro.fit(
@@ -103,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, Path(args.path), steps, args.device)
         return 0
     machine_lines(args.device)
-    targets = {"default": 1.5 * 1024, "del-dock": None}
+    targets = {"default": 1.5 * 1024, "del-dock": None, "default-10m": None}
     for name in args.models.split(","):
         if name not in SIZES:
             parser.error(f"unknown model {name!r}")
         size = SIZES[name]["quick" if args.quick else "full"]
-        path = prepared_screen(Path(args.dir), size, n_poses=SIZES[name]["poses"], fingerprints=True)
+        if SIZES[name].get("synthetic"):  # its fingerprints are computed, chunk by chunk, in the worker
+            path = synthetic_screen(Path(args.dir), size)
+        else:
+            path = prepared_screen(Path(args.dir), size, n_poses=SIZES[name]["poses"], fingerprints=True)
         values = run_worker(
             __file__,
             ["--worker", name, "--path", str(path), "--device", args.device]

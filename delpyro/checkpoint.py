@@ -5,7 +5,7 @@ half-written file in place of a good one). It starts with a text header, then ho
 dict of plain values and tensors::
 
     delpyro checkpoint
-    format 5
+    format 6
     sha256 <the SHA-256 of everything after the header>
     <torch.save of the state>
 
@@ -29,7 +29,7 @@ key                what it holds
 ``stopped_by_user``: where training stands
 =================  =================================================================================
 
-:func:`read` gives that dict for the current format, for formats 4 and 3, and for format 2 (a bare
+:func:`read` gives that dict for the current format, for formats 5, 4 and 3, and for format 2 (a bare
 ``torch.save`` of the settings, encoding and parameter names used then, read with ``weights_only=True``
 allowing only Pyro's constraint classes and numpy arrays) of a model without disynthon families, and
 refuses anything else with a message saying why.
@@ -55,6 +55,7 @@ from delpyro.files import write_bytes
 
 __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 
+#: 6: the encoding's training compound ids as UTF-8 text and offsets (two tensors), not a list of strings.
 #: 5: with controls, the per-compound site ``compound_effect`` holds (w, d), d = u_m - kappa w
 #: (:func:`delpyro.effects.compound_prior_scales`); formats 2 to 4 held (w, u_m).
 #: 4: disynthon (pair) effects as a local site, ``bb_pair_z``, not centred, with each pair's training
@@ -64,7 +65,7 @@ __all__ = ["FORMAT", "read", "rng_state", "set_rng_state", "write"]
 #: ``encoder.residual.``, point estimates named without ``observation.``, ``n_layers`` and
 #: ``gates="latent"``, no constraints, random states as tensors and lists.
 #: 2: building-block effects as two sample sites. 1: two sites per family.
-FORMAT = 5
+FORMAT = 6
 _MAGIC = b"delpyro checkpoint\n"
 
 
@@ -92,8 +93,8 @@ def read(path: str | Path) -> dict[str, Any]:
     found = state.get("format") if isinstance(state, dict) else None
     if found == 4 and data.startswith(_MAGIC):
         return _from_format_4(path, state)
-    if found == FORMAT and data.startswith(_MAGIC):
-        return state
+    if found in (5, FORMAT) and data.startswith(_MAGIC):  # format 5's list of ids is read as it is
+        return {**state, "format": FORMAT}
     if found == 3 and data.startswith(_MAGIC):
         return _from_format_4(path, _from_format_3(path, state))
     if found == 2:
@@ -103,7 +104,7 @@ def read(path: str | Path) -> dict[str, Any]:
             f"{path}: a checkpoint of format 1, written before building-block effects became two sample "
             f"sites (format 2); its guide parameters do not fit this model: fit again"
         )
-    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 4, 3 or 2)")
+    raise ValueError(f"{path}: not a delpyro checkpoint of format {FORMAT} (or 5, 4, 3 or 2)")
 
 
 def _checked_payload(path: Path, data: bytes) -> bytes:
@@ -181,14 +182,14 @@ def _from_format_4(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     kappa^2) s_w^2. Its log enrichment keeps its mean and spread; draws differ, as the guide's coordinates
     did. The optimizer's moments of the two parameters restart (they belonged to the old coordinates).
     Other guides than AutoNormal's are refused."""
-    state = {**state, "format": FORMAT}
+    state = {**state, "format": FORMAT}  # format 5's encoding, read as format 6's
     if "compound" not in state["encoding"]["terms"] or not state["encoding"].get("control_names"):
         return state
     params = state["params"]
     if _EFFECT_LOCS not in params or any(name not in params for name in _SCALE_LOCS):
         raise ValueError(
             f"{path}: a checkpoint of format 4 of a model with controls and per-compound effects whose guide is "
-            f"not AutoNormal's; its per-compound parameters are in the coordinates before format {FORMAT} and "
+            f"not AutoNormal's; its per-compound parameters are in the coordinates before format 5 and "
             "cannot be converted: fit again"
         )
     kappa = float(matrix_share(params[_SCALE_LOCS[0]].exp(), params[_SCALE_LOCS[1]].exp()))

@@ -80,7 +80,9 @@ class DELData:
     - ``target_counts``: int64 ``[n_compounds, n_target_replicates]``, reads after the target selection.
     - ``control_counts``: int64 ``[n_compounds, n_control_replicates]``, reads after the bead (matrix)
       selection; may have zero columns.
-    - ``smiles``, ``compound_id``: object arrays of str ``[n_compounds]``; ids are unique.
+    - ``smiles``, ``compound_id``: arrays of :data:`STRINGS` (numpy's variable-width text, no Python object per
+      compound) ``[n_compounds]``; ids are unique. Lists, object arrays and pandas or Arrow columns are
+      converted.
     - ``load``: float64 ``[n_compounds]`` or None: pre-selection counts or relative abundance.
     - ``building_blocks``: DataFrame of str building-block ids, one column per cycle, or None.
     - ``poses``: float32 or float16 ``[n_compounds, n_poses, n_pose_features]`` or None (a memory map is
@@ -89,7 +91,7 @@ class DELData:
       ``log_target_enrichment`` and ``log_matrix_enrichment``.
     - ``target_names``, ``control_names``: replicate names (default ``r1``, ``r2``, ...).
     - ``attrs``: JSON-serializable metadata (for a simulated screen its parameters and true effects).
-    - ``smiles_as_read``: object array of str ``[n_compounds]`` or None: the SMILES as the file wrote them,
+    - ``smiles_as_read``: :data:`STRINGS` ``[n_compounds]`` or None: the SMILES as the file wrote them,
       where reading repaired some (``smiles`` holds the repaired ones, which features use).
     - ``observed``: bool ``[n_compounds]`` or None: True for the members the table listed, False for those
       a library added with zero counts (None: the table is the whole library).
@@ -562,41 +564,85 @@ def as_load(values: Any, column: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+#: the dtype of a screen's per-compound text (SMILES, ids): numpy's variable-width UTF-8 strings, 16
+#: bytes a value with the text beyond 15 bytes stored once beside them, where a Python string costs 50
+#: bytes and more (a screen of 10^7 compounds held its ids and SMILES in 4.5 GB of them)
+STRINGS = np.dtypes.StringDType()
+_CHUNK = 1 << 17  # rows converted at a time
+
+
 def is_missing_string(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
+def as_text(values: Any, column: str, n: int) -> np.ndarray:
+    """:data:`STRINGS` array ``[n]`` of a per-compound text column (SMILES, ids), missing entries as "".
+    Converted a chunk of rows at a time, so a column held by pandas or Arrow never becomes one Python
+    string per row all at once; an array already of :data:`STRINGS` is kept as it is."""
+    source = _rows(values, column, n)
+    if isinstance(source, np.ndarray) and source.dtype == STRINGS:
+        return source
+    out = np.empty(n, dtype=STRINGS)
+    for start in range(0, n, _CHUNK):
+        part = np.asarray(source[start : start + _CHUNK], dtype=object)
+        out[start : start + _CHUNK] = [
+            "" if is_missing_string(v) else v if isinstance(v, str) else str(v) for v in part
+        ]
+    return out
+
+
 def as_strings(values: Any, column: str, n: int) -> np.ndarray:
-    """object array of str [n]; missing or empty entries are errors."""
-    array = np.asarray(values, dtype=object)
-    if array.ndim != 1 or array.shape[0] != n:
-        raise DELDataError(f"column {column!r}: expected {n} values (one per compound), got shape {array.shape}")
-    missing = np.fromiter(
-        (is_missing_string(v) or (isinstance(v, str) and not v.strip()) for v in array), bool, count=n
-    )
-    bad = np.flatnonzero(missing)
+    """:func:`as_text`, with missing or empty entries an error naming their rows."""
+    out = as_text(values, column, n)
+    bad = [
+        start + np.flatnonzero(np.strings.str_len(np.strings.strip(out[start : start + _CHUNK])) == 0)
+        for start in range(0, n, _CHUNK)
+    ]
+    rows = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+    if rows.size:
+        verb = "is" if rows.size == 1 else "are"
+        raise DELDataError(
+            f"column {column!r}: expected a non-empty string in every row; {rows_text(rows)} {verb} empty"
+        )
+    return out
+
+
+def _rows(values: Any, column: str, n: int) -> Any:
+    """``values`` as something sliced by rows without copying it whole: a 1-d numpy array, or the
+    column's own array for pandas (an Arrow-backed one stays Arrow)."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.array
+    elif not isinstance(values, np.ndarray) and not hasattr(values, "__array__"):
+        values = np.asarray(values, dtype=object)
+    if (isinstance(values, np.ndarray) and values.ndim != 1) or len(values) != n:
+        shape = values.shape if isinstance(values, np.ndarray) else (len(values),)
+        raise DELDataError(f"column {column!r}: expected {n} values (one per compound), got shape {shape}")
+    return values
+
+
+def as_block_ids(values: Any, column: str, n: int) -> np.ndarray:
+    """object array of str ``[n]`` of a building-block column in which equal ids are one object: a column
+    repeats a few hundred ids over every compound, and one Python string per row would cost about 50
+    bytes a compound a cycle. Missing or empty ids are errors."""
+    codes, uniques = pd.factorize(pd.Series(_rows(values, column, n), copy=False))
+    ids = np.array(["" if is_missing_string(v) else str(v) for v in uniques], dtype=object)  # a few hundred
+    empty = np.flatnonzero([not v.strip() for v in ids])
+    bad = np.flatnonzero((codes < 0) | np.isin(codes, empty))
     if bad.size:
         verb = "is" if bad.size == 1 else "are"
         raise DELDataError(
             f"column {column!r}: expected a non-empty string in every row; {rows_text(bad)} {verb} empty"
         )
-    if not all(isinstance(v, str) for v in array):
-        array = np.array([str(v) for v in array], dtype=object)
-    return array
-
-
-def shared_strings(values: pd.Series | np.ndarray) -> np.ndarray:
-    """An object array of ``values`` in which equal values are one object (missing ones None): a
-    building-block column repeats a few hundred ids over every compound, and one Python string per row
-    would cost about 50 bytes a compound a cycle."""
-    codes, uniques = pd.factorize(values)
-    return np.append(np.asarray(uniques, dtype=object), None)[codes]  # code -1 (missing) takes the None
+    return ids[codes]
 
 
 def check_unique(values: np.ndarray, column: str) -> None:
-    duplicated = pd.Series(values).duplicated(keep=False).to_numpy()
-    bad = np.flatnonzero(duplicated)
-    if bad.size:
+    """Raise naming the rows whose ids repeat. Sorts rather than hashing Python objects (10^7 ids)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if same.size:
+        bad = np.unique(np.concatenate([order[same], order[same + 1]]))
         raise DELDataError(
             f"column {column!r}: compound ids must be unique; {rows_text(bad, values[bad].tolist())} repeat"
         )
@@ -622,7 +668,7 @@ def _as_building_blocks(frame: Any, n: int) -> pd.DataFrame:
         raise DELDataError("building_blocks: expected at least one cycle column, got none")
     columns = {}
     for cycle in frame.columns:
-        columns[str(cycle)] = as_strings(shared_strings(frame[cycle]), str(cycle), n)
+        columns[str(cycle)] = as_block_ids(frame[cycle], str(cycle), n)
     return pd.DataFrame(columns)
 
 

@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 import torch
 
 from delpyro.config import PAIR_MIN_COMPOUNDS, ModelConfig, resolve_terms
-from delpyro.data import DELData, DELDataError
+from delpyro.data import DELData, DELDataError, as_text
 from delpyro.features import (
     attachment_points_to_dummies,
     block_fingerprints,
@@ -127,7 +128,7 @@ class Encoding:
     #: compound ids of the training screen, in order (the compound term's effects are indexed so), and a
     #: key of each one's structure (its SMILES): a compound of another screen is the same one only when
     #: both agree (None: ids alone, as checkpoints of format 2 kept them)
-    training_ids: list[str] | None = None
+    training_ids: np.ndarray | None = field(default=None, compare=False)
     training_structures: np.ndarray | None = field(default=None, compare=False)
     #: a digest of the training screen's compound ids and SMILES (what a resumed fit must train on again)
     training_digest: str | None = None
@@ -219,7 +220,7 @@ class Encoding:
             bb_vocabulary=vocabulary,
             pair_keys=pair_keys,
             pair_counts=pair_counts,
-            training_ids=[str(i) for i in data.compound_id] if "compound" in terms else None,
+            training_ids=data.compound_id if "compound" in terms else None,
             training_structures=structure_keys(data.smiles) if "compound" in terms else None,
             training_digest=screen_digest(data),
             targets=targets,
@@ -229,19 +230,30 @@ class Encoding:
             target_bead_set=target_bead_set,
         )
 
+    def __post_init__(self) -> None:
+        if self.training_ids is not None:
+            self.training_ids = as_text(self.training_ids, "training_ids", len(self.training_ids))
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain values and tensors (what a checkpoint holds)."""
-        values = dataclasses.asdict(self)
-        if self.training_structures is not None:
-            values["training_structures"] = torch.from_numpy(self.training_structures)
+        """Plain values and tensors (what a checkpoint holds); the training ids as their UTF-8 text and
+        offsets (:func:`text_tensors`), not one Python string each."""
+        values = dataclasses.asdict(dataclasses.replace(self, training_ids=None, training_structures=None))
+        values["training_ids"] = None if self.training_ids is None else text_tensors(self.training_ids)
+        values["training_structures"] = (
+            None if self.training_structures is None else torch.from_numpy(self.training_structures)
+        )
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Encoding:
+        """Read :meth:`to_dict`'s values; training ids as text tensors or (checkpoints of format 5 and
+        earlier) a list of strings."""
         values = dict(values)
         values["terms"] = tuple(values["terms"])
         if values.get("training_structures") is not None:
             values["training_structures"] = np.asarray(values["training_structures"], dtype=np.int64)
+        if isinstance(values.get("training_ids"), dict):
+            values["training_ids"] = from_text_tensors(values["training_ids"])
         return cls(**values)
 
     # ---- sizes --------------------------------------------------------------------------------------------
@@ -267,7 +279,7 @@ class Encoding:
     @property
     def n_screened(self) -> int:
         """Compounds of the training screen (the per-compound effects' plate)."""
-        return len(self.training_ids or ())
+        return 0 if self.training_ids is None else len(self.training_ids)
 
     @property
     def n_cycles(self) -> int:
@@ -380,8 +392,14 @@ class Encoding:
     def training_positions(self, data: DELData) -> np.ndarray:
         """int64 ``[n_compounds]``: each compound's row in the training screen, -1 for a compound never
         screened (same id and same SMILES, or it is another compound)."""
-        # a hash table in C, not a dict of Python objects (a screen of 10^7 ids)
-        positions = pd.Index(self.training_ids).get_indexer(data.compound_id).astype(np.int64)
+        ids = self.training_ids
+        if len(data.compound_id) == len(ids) and np.array_equal(data.compound_id, ids):
+            positions = np.arange(len(ids), dtype=np.int64)  # the training screen itself, or a copy of it
+        else:  # sorted lookup, no Python object per id (a screen of 10^7 ids)
+            order = np.argsort(ids, kind="stable")
+            ordered = ids[order]
+            at = np.minimum(np.searchsorted(ordered, data.compound_id), len(ids) - 1)
+            positions = np.where(ordered[at] == data.compound_id, order[at], -1).astype(np.int64)
         if self.training_structures is not None:  # None: ids alone, as format-2 checkpoints kept them
             found = positions >= 0
             same = self.training_structures[positions[found]] == structure_keys(data.smiles[found])
@@ -436,20 +454,47 @@ def structure_keys(smiles: Any) -> np.ndarray:
 
 
 def screen_digest(data: DELData) -> str:
-    """The SHA-256 of a screen's compound ids and SMILES, in order."""
+    """The SHA-256 of a screen's compound ids and SMILES, in order: each column's values joined by NUL,
+    then 0x01; hashed a chunk of rows at a time."""
     digest = hashlib.sha256()
     for column in (data.compound_id, data.smiles):
-        digest.update("\x00".join(map(str, column)).encode())
+        for start in range(0, len(column), _DIGEST_CHUNK):
+            if start:
+                digest.update(b"\x00")
+            digest.update("\x00".join(column[start : start + _DIGEST_CHUNK].tolist()).encode())
         digest.update(b"\x01")
     return digest.hexdigest()
+
+
+_DIGEST_CHUNK = 1 << 16
+
+
+def text_tensors(values: np.ndarray) -> dict[str, torch.Tensor]:
+    """Strings as two tensors (what a weights-only checkpoint can hold without a Python object per
+    value): ``text``, uint8, every value's UTF-8 bytes end to end, and ``offsets``, int64 ``[n + 1]``,
+    where each value starts (the last: the end)."""
+    arrow = pyarrow.array(values, type=pyarrow.large_string())
+    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=arrow.offset * 8)
+    text = np.frombuffer(arrow.buffers()[2], dtype=np.uint8, count=int(offsets[-1])) if len(values) else np.zeros(0)
+    return {"text": torch.tensor(text, dtype=torch.uint8), "offsets": torch.tensor(offsets - offsets[0])}
+
+
+def from_text_tensors(values: dict[str, torch.Tensor]) -> np.ndarray:
+    """:func:`text_tensors`' strings back, as a :data:`~delpyro.data.STRINGS` array."""
+    text, offsets = values["text"].numpy(), values["offsets"].numpy()
+    n = len(offsets) - 1
+    arrow = pyarrow.Array.from_buffers(
+        pyarrow.large_string(), n, [None, pyarrow.py_buffer(offsets.astype(np.int64)), pyarrow.py_buffer(text)]
+    )
+    return as_text(pd.Series(arrow, dtype=pd.ArrowDtype(pyarrow.large_string()), copy=False), "training_ids", n)
 
 
 def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
     """int64 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
     codes = np.empty((len(frame), len(vocabulary)), dtype=np.int64)
     for k, (cycle, ids) in enumerate(vocabulary.items()):
-        lookup = {block: j for j, block in enumerate(ids)}
-        codes[:, k] = [lookup.get(block, len(ids)) for block in frame[cycle]]
+        found = pd.Index(ids, dtype=object).get_indexer(frame[cycle])  # a C hash table, no int per row
+        codes[:, k] = np.where(found < 0, len(ids), found)
     return codes
 
 

@@ -55,8 +55,9 @@ _EXAMPLES = 3  # repaired SMILES shown before -> after in a report
 class Repair:
     """What :func:`repair_smiles` did.
 
-    - ``smiles``: object array ``[n]``: the repaired SMILES where a repair was made, the input elsewhere.
-    - ``as_read``: object array ``[n]``: the input, unchanged.
+    - ``smiles``: array ``[n]``: the repaired SMILES where a repair was made, the input elsewhere (the
+      input array itself when nothing was repaired, else a copy).
+    - ``as_read``: array ``[n]``: the input, unchanged (an array given is kept, not copied).
     - ``repaired``: int64 positions whose SMILES were repaired.
     - ``unfixable``: int64 positions RDKit still refuses (missing, empty, whitespace inside, or not a
       missing charge).
@@ -100,10 +101,12 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
     """
     from rdkit import rdBase
 
-    values = np.empty(len(smiles), dtype=object)
-    values[:] = list(smiles)
-    fixed = values.copy()
-    repaired: list[int] = []
+    if isinstance(smiles, np.ndarray):
+        values = smiles
+    else:
+        values = np.empty(len(smiles), dtype=object)
+        values[:] = list(smiles)
+    fixes: dict[int, str] = {}
     unfixable: list[int] = []
     charged: Counter[str] = Counter()
     with rdBase.BlockLogs():
@@ -114,9 +117,13 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
             if result is None:
                 unfixable.append(int(i))
                 continue
-            fixed[i], labels = result
-            repaired.append(int(i))
+            fixes[int(i)], labels = result
             charged.update(labels)
+    fixed = values  # a copy only when something was repaired (a column of 10^7 SMILES)
+    if fixes:
+        fixed = values.copy()
+        fixed[list(fixes)] = list(fixes.values())
+    repaired = sorted(fixes)
     return Repair(
         smiles=fixed,
         as_read=values,

@@ -387,13 +387,36 @@ def test_minibatches_read_memory_mapped_poses_from_the_file(tmp_path) -> None:
         assert sorted(seen) == list(range(50))
 
 
-def test_shared_strings_make_one_object_per_distinct_value() -> None:
+def test_block_ids_are_one_object_per_distinct_value() -> None:
     """Block ids repeat over every compound; read as one string object per distinct id (not per row), a
-    million-compound screen's read peaks about 150 MB lower."""
-    from delpyro.data import shared_strings
+    million-compound screen's read peaks about 150 MB lower. Missing and empty ids name their rows."""
+    from delpyro.data import as_block_ids
 
-    values = pd.Series(["A1", "A2", None, "A1", "A2", "A1"], dtype="str")
-    shared = shared_strings(values)
-    assert shared.dtype == object and shared.tolist() == ["A1", "A2", None, "A1", "A2", "A1"]
-    assert shared[0] is shared[3] is shared[5] and shared[1] is shared[4]
-    assert shared_strings(np.array(["x", "y", "x"], dtype=object)).tolist() == ["x", "y", "x"]
+    values = pd.Series(["A1", "A2", "B", "A1", "A2", 7], dtype=object)
+    shared = as_block_ids(values, "bb1", 6)
+    assert shared.dtype == object and shared.tolist() == ["A1", "A2", "B", "A1", "A2", "7"]
+    assert shared[0] is shared[3] and shared[1] is shared[4]
+    arrow = pd.Series(["x", "y", "x"], dtype="string[pyarrow]")
+    assert as_block_ids(arrow, "bb1", 3).tolist() == ["x", "y", "x"]
+    with pytest.raises(DELDataError, match=r"column 'bb2'.*rows 1, 3 are empty"):
+        as_block_ids(pd.Series(["x", None, "y", " "], dtype=object), "bb2", 4)
+
+
+def test_text_columns_are_numpy_strings_checked_chunk_by_chunk() -> None:
+    """SMILES and ids become numpy's variable-width strings (no Python object per row), from lists, object
+    arrays and Arrow-backed pandas columns alike; an empty entry past the first chunk names its row."""
+    from delpyro.data import _CHUNK, STRINGS, as_strings
+
+    n = _CHUNK + 5
+    ids = [f"c{i}" for i in range(n)]
+    for values in (ids, np.array(ids, dtype=object), pd.Series(ids, dtype="string[pyarrow]")):
+        out = as_strings(values, "compound_id", n)
+        assert out.dtype == STRINGS and out[0] == "c0" and out[-1] == f"c{n - 1}" and len(out) == n
+    kept = np.array(ids, dtype=STRINGS)
+    assert as_strings(kept, "compound_id", n) is kept
+    broken = pd.Series(ids, dtype="string[pyarrow]")
+    broken[_CHUNK + 2] = None
+    with pytest.raises(DELDataError, match=rf"column 'compound_id'.*row {_CHUNK + 2} is empty"):
+        as_strings(broken, "compound_id", n)
+    with pytest.raises(DELDataError, match="expected 4 values"):
+        as_strings(ids[:3], "smiles", 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import delpyro
 from delpyro import DELDataError, Encoding, ModelConfig, split
@@ -123,3 +124,34 @@ def test_an_encoding_names_what_the_screen_lacks(screen) -> None:
     encoding = Encoding.fit(screen, ModelConfig(terms=("building_blocks",)))
     with pytest.raises(DELDataError, match="no block ids"):
         encoding.encode(no_blocks)
+
+
+def test_training_ids_travel_as_text_and_offsets_and_are_found_by_sorted_lookup(screen, monkeypatch) -> None:
+    """The training ids are numpy strings in memory and two tensors in a checkpoint (no Python string per
+    compound); a shuffled screen with a new compound and one whose SMILES changed finds each training
+    compound's row, and -1 for the other two."""
+    from delpyro.data import STRINGS
+    from delpyro.encoding import from_text_tensors, screen_digest, text_tensors
+
+    values = np.array(["a", "", "ü-7", "b" * 40], dtype=STRINGS)
+    tensors = text_tensors(values)
+    assert tensors["text"].dtype == torch.uint8 and tensors["offsets"].tolist() == [0, 1, 1, 5, 45]
+    assert from_text_tensors(tensors).tolist() == ["a", "", "ü-7", "b" * 40]
+
+    train, _, test = split(screen, "random", seed=1)
+    encoding = Encoding.fit(train, ModelConfig(fingerprint_bits=128))
+    assert encoding.training_ids.dtype == STRINGS
+    order = np.random.default_rng(0).permutation(train.n_compounds)[:50]
+    shuffled = train.subset(order)
+    shuffled.smiles[3] = "CCO"
+    assert encoding.training_positions(shuffled).tolist() == [*order[:3], -1, *order[4:]]
+    assert encoding.training_positions(test).tolist() == [-1] * test.n_compounds
+    # the digest is hashed chunk by chunk (7 rows here) and equals the whole columns' joined text
+    import hashlib
+
+    monkeypatch.setattr(delpyro.encoding, "_DIGEST_CHUNK", 7)
+
+    whole = hashlib.sha256()
+    for column in (train.compound_id, train.smiles):
+        whole.update("\x00".join(column.tolist()).encode() + b"\x01")
+    assert screen_digest(train) == whole.hexdigest() == encoding.training_digest

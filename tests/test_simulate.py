@@ -10,7 +10,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import Crippen, rdChemReactions
 
-from delpyro.data import DELData
+from delpyro.data import STRINGS, DELData
 from delpyro.simulate import building_block_pool, max_building_blocks, simulate_del
 
 # The reactions written out again, independently of the module, to redo a few syntheses by hand.
@@ -57,7 +57,7 @@ def test_shapes_dtypes_and_ids(screen: DELData) -> None:
     assert screen.load.shape == (n,) and screen.load.dtype == np.float64
     assert np.array_equal(screen.load, np.round(screen.load))  # pre-selection read counts
     assert screen.poses.shape == (n, 3, 16) and screen.poses.dtype == np.float32
-    assert screen.smiles.dtype == object and screen.compound_id.dtype == object
+    assert screen.smiles.dtype == STRINGS and screen.compound_id.dtype == STRINGS  # no Python object per compound
     assert len(set(screen.compound_id)) == n
     assert screen.target_names == ["r1", "r2", "r3"] and screen.control_names == ["r1", "r2"]
     assert list(screen.building_blocks.columns) == ["cycle1", "cycle2", "cycle3"]
