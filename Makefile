@@ -10,6 +10,9 @@ STAMP := $(VENV)/.delpyro-installed
 TORCH_PIN ?= torch==2.13.0
 
 BROWSER_STAMP := $(VENV)/.delpyro-browser-installed
+# JupyterLab's own settings for this environment: the news prompt answered (no news, no update checks),
+# so the lab opens on the notebooks rather than on a question
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
 .PHONY: setup demo test test-browser lab notebooks lint clean
 
@@ -36,7 +39,7 @@ $(BROWSER_STAMP): pyproject.toml | $(STAMP)
 
 # JupyterLab driven in a real Chromium by Playwright (tests/browser). Debian's chromium is installed with
 # apt-get where that works (as root, or with passwordless sudo); without a chromium the target skips.
-test-browser: setup $(BROWSER_STAMP)
+test-browser: setup $(BROWSER_STAMP) $(LAB_SETTINGS)
 	@if ! command -v chromium >/dev/null 2>&1 && [ -z "$$DELPYRO_CHROMIUM" ] && command -v apt-get >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then as_root=""; elif sudo -n true 2>/dev/null; then as_root="sudo -n"; else as_root=no; fi; \
 		if [ "$$as_root" != no ]; then \
@@ -51,7 +54,11 @@ test-browser: setup $(BROWSER_STAMP)
 	fi; \
 	$(PY) -m pytest -m browser tests/browser
 
-lab: setup
+$(LAB_SETTINGS): Makefile | $(STAMP)
+	mkdir -p $(dir $@)
+	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $@
+
+lab: setup $(LAB_SETTINGS)
 	$(VENV)/bin/jupyter lab notebooks/
 
 # full runs of the walkthroughs, saved with their outputs (cell execution metadata stripped)

@@ -223,6 +223,7 @@ def _fit(args: argparse.Namespace) -> int:
         checkpoint_dir=writing,
         cache_dir=cache,
         distributed=args.nproc if args.nproc > 1 else None,
+        early_stopping_patience=args.early_stopping if val.n_compounds else None,
     )
     result.save(writing / "checkpoint.pt")
     print(f"fitted in {time.perf_counter() - started:.1f} s")
@@ -244,6 +245,7 @@ def _fit(args: argparse.Namespace) -> int:
             "epochs": config.epochs,
             "batch_size": config.batch_size or batch_size_for(train.n_compounds),
             "processes": args.nproc,
+            "early_stopping_patience": args.early_stopping,
         },
     }
     print("writing the run directory:")
@@ -270,41 +272,65 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (none for a required option, a flag, or a default of None,
+    whose help says what it means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required or action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="delpyro", description="Bayesian models of DEL screens.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    simulate = commands.add_parser("simulate", help="simulate a screen with known truth and save it")
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand whose --help has a description and shows every option's default."""
+        return commands.add_parser(
+            name, help=help, description=description or help[0].upper() + help[1:] + ".", formatter_class=_Help
+        )
+
+    simulate = command(
+        "simulate",
+        "simulate a screen with known truth and save it",
+        "Simulate a three-cycle DEL screen whose true enrichments are known (the truth columns are saved with "
+        "it) and write it as a table; read it back with read_counts(path, preset='delpyro').",
+    )
     simulate.add_argument("--out", required=True, help="output table (.csv, .tsv or .parquet)")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--n-per-cycle", type=_parse_cycles, default=(30, 30, 30), help="e.g. 30,30,30")
-    simulate.add_argument("--target-replicates", type=int, default=3)
-    simulate.add_argument("--control-replicates", type=int, default=2)
+    simulate.add_argument("--seed", type=int, default=0, help="seeds the library, its truth and the counts")
+    simulate.add_argument("--n-per-cycle", type=_parse_cycles, default="30,30,30", help="building blocks per cycle")
+    simulate.add_argument("--target-replicates", type=int, default=3, help="target selection replicates")
+    simulate.add_argument("--control-replicates", type=int, default=2, help="bead (no-protein) control replicates")
     simulate.add_argument("--poses", type=int, default=0, help="docked poses per compound (0: none)")
     simulate.add_argument("--no-load", action="store_true", help="no pre-selection (load) counts")
     simulate.set_defaults(run=_simulate)
 
-    summary = commands.add_parser("summary", help="describe a screen: sizes, depth and zeros per replicate")
-    summary.add_argument("screen", help="a table written by delpyro, or any table with --preset")
-    summary.add_argument("--preset", default="delpyro", choices=sorted(LAYOUTS))
+    summary = command("summary", "describe a screen: sizes, depth and zeros per replicate")
+    summary.add_argument("screen", help="a table written by delpyro, or any table with --layout")
+    summary.add_argument(
+        "--layout", "--preset", dest="preset", default="delpyro", choices=sorted(LAYOUTS), help="the table's layout"
+    )
     summary.set_defaults(run=_summary)
 
-    demo = commands.add_parser("demo", help="simulate the built-in screen, fit the default model, report")
+    demo = command("demo", "simulate the built-in screen, fit the default model, report")
     demo.add_argument("--out", default="runs/demo", help="run directory")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--n-per-cycle", type=_parse_cycles, default=(30, 30, 30), help="e.g. 30,30,30")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the screen, the split and the fit")
+    demo.add_argument("--n-per-cycle", type=_parse_cycles, default="30,30,30", help="building blocks per cycle")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs of the default model")
     demo.add_argument("--figures", default="figures", help="where the demo's figures are written")
     demo.set_defaults(run=_demo)
 
-    fit_command = commands.add_parser(
+    fit_command = command(
         "fit",
-        help="fit a model to a screen and write a run directory",
-        description="Read a screen, split off validation and test compounds at random, fit a model and write "
+        "fit a model to a screen and write a run directory",
+        "Read a screen, split off validation and test compounds at random, fit a model and write "
         "RUN_DIR: predictions.csv, history.csv, checkpoint.pt, idata.nc, figures/, settings.json, "
-        "evaluation.json and report.md.",
+        "evaluation.json and report.md. --layout says how the table is laid out; --model chooses the model.",
     )
-    fit_command.add_argument("screen", help="a table written by delpyro, or any table with --preset or --target")
+    fit_command.add_argument("screen", help="a table written by delpyro, or any table with --layout or --target")
     fit_command.add_argument("--out", required=True, help="run directory")
     fit_command.add_argument(
         "--overwrite",
@@ -313,14 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     columns = fit_command.add_argument_group("columns (read_counts; given ones win over the preset)")
     columns.add_argument(
+        "--layout",
         "--preset",
+        dest="preset",
         default=None,
         choices=sorted([*LAYOUTS, "delt"]),
-        help="data layout (default: delpyro without --target); delt: a folder of per-selection count files",
+        help="the table's layout (None: delpyro's, unless --target names the columns); delt: a folder of "
+        "per-selection count files",
     )
     columns.add_argument("--target", nargs="+", metavar="COL", help="target replicate count columns (or globs)")
     columns.add_argument("--control", nargs="+", metavar="COL", help="control (bead) replicate count columns")
-    columns.add_argument("--smiles", metavar="COL", help="SMILES column (default smiles)")
+    columns.add_argument("--smiles", metavar="COL", help="SMILES column (None: the layout's, else smiles)")
     columns.add_argument("--compound-id", metavar="COL", help="unique compound id column")
     columns.add_argument("--building-blocks", nargs="+", metavar="COL", help="building-block columns, one per cycle")
     columns.add_argument("--block-smiles", nargs="+", metavar="COL", help="building-block SMILES columns, per cycle")
@@ -349,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
         "without reads are added with zero counts",
     )
     model = fit_command.add_argument_group("model")
-    model.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset (default: default)")
+    model.add_argument(
+        "--model", "--config", dest="config", default="default", choices=sorted(PRESETS), help="the model preset"
+    )
     model.add_argument("--likelihood", choices=LIKELIHOODS, help="count likelihood (overrides the preset's)")
     model.add_argument("--terms", nargs="+", choices=TERMS, metavar="TERM", help=f"model terms, from {TERMS}")
     model.add_argument(
@@ -359,8 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--features", choices=FEATURES, help="what the fingerprint network reads")
     training = fit_command.add_argument_group("training")
-    training.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
-    training.add_argument("--batch-size", type=int, help="compounds per minibatch (default: the preset's)")
+    training.add_argument("--epochs", type=int, help="training epochs (None: the model preset's)")
+    training.add_argument(
+        "--batch-size", type=int, help="compounds per minibatch (None: the preset's, or grown with the screen)"
+    )
+    training.add_argument(
+        "--early-stopping",
+        type=_positive_integer,
+        default=None,
+        metavar="EPOCHS",
+        help="stop when the validation loss has not improved for this many epochs and keep the best epoch "
+        "(None: train every epoch)",
+    )
     training.add_argument("--seed", type=int, default=0, help="seeds the split, the fit and every draw")
     training.add_argument("--val-fraction", type=float, default=0.1, help="share of compounds for validation")
     training.add_argument("--test-fraction", type=float, default=0.1, help="share of compounds held out for test")
@@ -372,18 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_command.set_defaults(run=_fit)
 
-    report = commands.add_parser(
+    report = command(
         "report",
-        help="rebuild report.md of a run directory, optionally with measured affinities",
-        description="Rebuild RUN_DIR/report.md from the saved run (checkpoint, predictions, history, settings); "
+        "rebuild report.md of a run directory, optionally with measured affinities",
+        "Rebuild RUN_DIR/report.md from the saved run (checkpoint, predictions, history, settings); "
         "with --affinity add affinity correlations and a predicted-vs-affinity figure.",
     )
     report.add_argument("run_dir", help="a directory written by delpyro fit")
     report.add_argument("--affinity", metavar="TABLE", help="a table of measured affinities (.csv, .tsv, .parquet)")
-    report.add_argument("--affinity-col", default="Ki", help="the affinity value column (default Ki)")
-    report.add_argument("--kind", choices=("Ki", "Kd", "IC50", "EC50"), help="affinity kind (default: from the column)")
+    report.add_argument("--affinity-col", default="Ki", help="the affinity value column")
+    report.add_argument("--kind", choices=("Ki", "Kd", "IC50", "EC50"), help="affinity kind (None: from the column)")
     report.add_argument("--smiles-col", default="smiles", help="the affinity table's SMILES column")
-    report.add_argument("--unit", default="nM", help="affinity unit: M, mM, uM, nM, pM, or pK (default nM)")
+    report.add_argument("--unit", default="nM", help="affinity unit: M, mM, uM, nM, pM, or pK")
     report.set_defaults(run=_report)
     return parser
 

@@ -10,6 +10,7 @@ can be compared site by site; ``diagnostics`` holds r_hat and the effective samp
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 import pyro
@@ -24,6 +25,7 @@ from delpyro.distributions import NEGATIVE_BINOMIAL, ZERO_INFLATED
 from delpyro.encoding import Encoding
 from delpyro.model import DELModel
 from delpyro.results import MCMCResult
+from delpyro.widgets import TrainingMonitor, Words
 
 __all__ = ["run_nuts"]
 
@@ -54,7 +56,7 @@ def run_nuts(
     max_tree_depth: int = 8,
     full_mass: bool = False,
     jit_compile: bool = True,
-    progress: bool = False,
+    progress: str | bool = "auto",
 ) -> MCMCResult:
     """Sample a network-free model's posterior by NUTS on a small library, chain after chain.
 
@@ -68,6 +70,11 @@ def run_nuts(
             steps per draw).
         full_mass: adapt a dense mass matrix (helps strongly correlated posteriors; costs O(d^2) per step).
         jit_compile: trace the potential once with the PyTorch JIT (several times faster on small models).
+        progress: the display, as ``fit``'s (:class:`~delpyro.widgets.TrainingMonitor`): "auto" (a live
+            widget in JupyterLab, text lines elsewhere), "widget", "text" or "none" (True and False mean
+            "auto" and "none"). It shows chain and draw, draws/s and time left, each chain's mean potential
+            energy per compound, step size and acceptance rate. Stop ends sampling after the chain under
+            way (at least one chain is kept).
 
     Returns an :class:`MCMCResult`; ``diagnostics`` has one row per latent site: the largest split r_hat
     and the smallest effective sample size over its elements.
@@ -86,7 +93,13 @@ def run_nuts(
         raise ValueError("run_nuts needs every global latent: use matrix_shift='latent' or 'none'")
     batch = next(iter(Minibatches(encoding.encode(data), data.n_compounds, shuffle=False)))
     chains: list[dict[str, torch.Tensor]] = []
-    with model.param_scope():
+    monitor = TrainingMonitor(
+        num_chains,
+        num_warmup + num_samples,
+        mode={True: "auto", False: "none"}.get(progress, progress),  # type: ignore[arg-type]
+        words=Words("sampling", "chain", "draw", "potential energy per compound", "energy", None),
+    )
+    with model.param_scope(), monitor:
         for chain in range(num_chains):
             pyro.set_rng_seed(seed * 1000 + chain)
             kernel = NUTS(
@@ -97,9 +110,20 @@ def run_nuts(
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
             )
-            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=not progress)
+            mcmc = MCMC(
+                kernel,
+                num_samples=num_samples,
+                warmup_steps=num_warmup,
+                disable_progbar=True,
+                hook_fn=_shown(monitor, chain + 1, num_warmup, data.n_compounds),
+            )
             mcmc.run(batch)
             chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+            state = kernel.logging()
+            monitor.epoch(epoch=chain + 1, step_size=state["step size"], accept_prob=state["acc. prob"])
+            if monitor.stop_requested:
+                num_chains = len(chains)
+                break
     samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
     rows = []
     for name, values in model.named_globals(samples).items():  # building-block sites by arm and family
@@ -110,3 +134,15 @@ def run_nuts(
             {"site": name, "elements": flat.shape[-1], "max_r_hat": float(r_hat.max()), "min_ess": float(ess.min())}
         )
     return MCMCResult(config=config, model=model, samples=samples, diagnostics=pd.DataFrame(rows), seed=seed)
+
+
+def _shown(monitor: TrainingMonitor, chain: int, num_warmup: int, n_compounds: int) -> Any:
+    """Pyro's per-draw hook feeding ``monitor``: the draw's number in its chain (warmup first) and its
+    potential energy per compound."""
+
+    def hook(kernel: Any, params: Any, stage: str, i: int) -> None:
+        energy = getattr(kernel, "_potential_energy_last", None)
+        draw = i + 1 + (0 if stage.startswith("Warmup") else num_warmup)
+        monitor.step(None if energy is None else float(energy) / n_compounds, epoch=chain, step=draw)
+
+    return hook

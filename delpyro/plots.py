@@ -186,10 +186,12 @@ def predicted_vs_true(
     truth_column: str = "log_target_enrichment",
     hexbin_above: int = 2000,
     identity: bool = True,
+    label: str = "posterior mean",
     path: str | Path | None = None,
 ) -> Figure:
-    """Predicted (posterior mean) against true log target enrichment of a simulated screen, with the
-    Spearman correlation in the title.
+    """Predicted (by default the posterior mean) against true log target enrichment of a simulated screen,
+    with the Spearman correlation in the title. ``label`` names the score on the axis, in the legend and
+    in the title (a score that is not a posterior, such as the naive estimate, says what it is).
 
     ``truth``: one value per row of ``pred`` (e.g. :func:`delpyro.truth_on_model_scale`, on the model's
     scale, or ``data.truth["log_target_enrichment"]``), or a DataFrame with ``truth_column`` (matched by
@@ -227,15 +229,16 @@ def predicted_vs_true(
                     lw=0.8,
                     label="90% posterior interval",
                 )
-            ax.scatter(true, predicted, s=14, color=_colors(1)[0], edgecolors="none", label="posterior mean")
+            ax.scatter(true, predicted, s=14, color=_colors(1)[0], edgecolors="none", label=label)
         if identity and len(true):
             lo = float(min(true.min(), predicted.min()))
             hi = float(max(true.max(), predicted.max()))
             ax.plot([lo, hi], [lo, hi], ls="--", color="0.4", lw=1, label="y = x")
         ax.set_xlabel(f"true {LOG_ENRICHMENT}")
-        ax.set_ylabel(f"predicted {LOG_ENRICHMENT}")
-        ax.set_title(f"Predicted vs true: Spearman ρ = {rho:.3f} (n = {len(true)})")
-        ax.legend(loc="upper left")
+        ax.set_ylabel(f"{label} of the {LOG_ENRICHMENT}")
+        ax.set_title(f"{label[0].upper() + label[1:]} vs true: Spearman ρ = {rho:.3f} (n = {len(true)})")
+        if ax.get_legend_handles_labels()[0]:  # a hexbin without the identity line has nothing to name
+            ax.legend(loc="upper left")
         return _finish(fig, path)
 
 

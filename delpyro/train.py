@@ -168,10 +168,28 @@ class _UserCallback(Callback):
 
 
 class _Display(_UserCallback):
-    """The progress display: fed like a user's callback, closed at the end rather than told of it."""
+    """The progress display: fed like a user's callback, closed at the end (with :func:`ending`) rather
+    than told of it."""
 
     def on_end(self, result: FitResult) -> None:
         self.function.close()
+
+    def finish(self, result: FitResult, *, interrupted: bool, patience: int | None) -> None:
+        self.function.close(ending(result, interrupted=interrupted, patience=patience))
+
+
+def ending(result: FitResult, *, interrupted: bool = False, patience: int | None = None) -> str | None:
+    """The line a display ends with when training ended before its last epoch, saying what to do next; None
+    when it ran to the end."""
+    resume = "fit(..., resume=result) continues from the next epoch"
+    where = f"step {result.step} (epoch {result.epoch})"
+    if interrupted:
+        return f"interrupted after {where}: the result keeps every step taken; {resume}"
+    if result.stopped_by_user:
+        return f"stopped on request after {where}; {resume}"
+    if result.stopped_early:
+        return f"early stopping: no improvement for {patience} epochs, kept epoch {result.best_epoch}"
+    return None
 
 
 def _snapshot(result: FitResult) -> dict[str, Any]:
@@ -390,7 +408,7 @@ def fit(
             if interrupted or result.stopped_by_user or any(callback.finished for callback in loop):
                 break
     finally:
-        display.on_end(result)
+        display.finish(result, interrupted=interrupted, patience=early_stopping_patience)
     if interrupted:
         warnings.warn(
             f"training interrupted at step {result.step} (epoch {result.epoch}): the result keeps every step "
@@ -512,9 +530,11 @@ def _fit_in_processes(
                 if monitor.stop_requested or any(getattr(c, "stop_requested", False) for c in callbacks):
                     processes.stop.set()
             processes.join()
-        finally:
-            monitor.close()
-        result = load(folder / "result.pt", restore_rng=False)
+            result = load(folder / "result.pt", restore_rng=False)
+        except BaseException:
+            monitor.close()  # a failure: the display ends without a line
+            raise
+        monitor.close(ending(result, patience=options["early_stopping_patience"]))
     for callback in callbacks:
         callback("end", {"result": result})
     return result

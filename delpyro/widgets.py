@@ -53,12 +53,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ENV_VAR",
     "MODES",
     "TrainingMonitor",
+    "Words",
     "in_jupyter",
     "resolve_mode",
     "widget_frontend",
@@ -162,6 +164,20 @@ def _real(value: Any) -> float:
 # the monitor
 
 
+@dataclass(frozen=True)
+class Words:
+    """What a :class:`TrainingMonitor` calls things: the run, its periods and their steps (the progress bar,
+    status and lines), the curve's quantity, and the two losses of a period's row (``validation`` None:
+    not shown)."""
+
+    run: str = "training"
+    period: str = "epoch"
+    unit: str = "step"
+    quantity: str = "loss per compound"
+    loss: str = "train_loss"
+    validation: str | None = "val_loss"
+
+
 class TrainingMonitor:
     """A live display of training: progress, rate, time left, the loss curve, metrics and a Stop button.
 
@@ -175,6 +191,8 @@ class TrainingMonitor:
         text_interval: the fewest seconds between two step lines within an epoch in text mode.
         stream: where text mode writes (default: ``sys.stdout`` at the time of writing).
         clock: the clock the rates, the time left and the throttling read (seconds, monotonic).
+        words: what the display calls things (:class:`Words`: the run, its periods, their steps, the
+            curve and the losses); ``run_nuts`` shows sampling by chains of draws.
 
     Feed it with :meth:`step` after every training step and :meth:`epoch` after every epoch, or pass it to
     ``fit(..., callbacks=[monitor])``: calling ``monitor(event, info)`` takes fit's "step", "epoch" and
@@ -200,6 +218,7 @@ class TrainingMonitor:
         text_interval: float = 30.0,
         stream: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        words: Words | None = None,
     ) -> None:
         if min_interval < 0 or text_interval < 0:
             raise ValueError("min_interval and text_interval must not be negative")
@@ -210,10 +229,18 @@ class TrainingMonitor:
         self.stream = stream
         self._clock = clock
         self.mode = resolve_mode(mode)
+        self.words = words or Words()
+        self.label, self.period, self.unit, self.quantity = (
+            self.words.run,
+            self.words.period,
+            self.words.unit,
+            self.words.quantity,
+        )
 
         self.records: list[dict[str, Any]] = []
         self.stop_requested = False
         self.closed = False
+        self.ending: str | None = None  # how training ended, as close() was told
         self.steps = 0  # steps this monitor was shown
         self.compounds = 0  # compounds in those steps (where given)
         self.last_step: int | None = None  # the step number last reported (fit counts across resumed runs)
@@ -358,24 +385,38 @@ class TrainingMonitor:
         self.stop_requested = True
         if self.stop_button is not None:
             self.stop_button.disabled = True
-            self.stop_button.description = "Stopping"
+            self.stop_button.description = "Stopping..."
+            self.status.value = html.escape(self.status_text())
 
-    def close(self) -> None:
-        """End the display: in widget mode the box gives way to a static image of the final curve."""
+    def close(self, ending: str | None = None) -> None:
+        """End the display: in widget mode the box gives way to a static image of the final curve (the size
+        of the live one). ``ending`` is a line saying how training ended (``fit`` gives it: early stopping,
+        Stop, an interrupt, each with what to do next); it follows the curve or the last epoch line. Without
+        it, a Stop gets a line of its own."""
         if self.closed:
             return
         self.closed = True
-        if self.mode == "text" and self.stop_requested and self.last_step is not None:
-            self._write(f"stopped on request after step {self.last_step} (epoch {self.current_epoch})")
-        if self.mode != "widget":
+        self.ending = ending
+        if ending is None and self.stop_requested and self.last_step is not None:
+            ending = f"stopped on request after {self.unit} {self.last_step} ({self.period} {self.current_epoch})"
+        if self.mode == "none":
             return
+        if self.mode == "text" or self._handle is None:
+            if ending is not None and self.mode == "text":
+                self._write(ending)
+            if self.mode == "text":
+                return
         if self._handle is not None:
             from IPython.display import HTML, Image
 
             if self.records:
                 self._handle.update(Image(data=self.loss_png(final=True), format="png"))
             else:
-                self._handle.update(HTML(f"<p>training ended before its first epoch: {self._summary()}</p>"))
+                self._handle.update(
+                    HTML(f"<p>{self.label} ended before its first {self.period}: {self._summary()}</p>")
+                )
+            if ending is not None:
+                self._write(ending)
         for widget in (self.progress_bar, self.stop_button, self.status, self.loss_image, self.metrics_view):
             widget.close()
         for box in self._boxes:
@@ -429,10 +470,10 @@ class TrainingMonitor:
         parts = []
         if self.current_epoch is not None:
             total = f"/{self.total_epochs}" if self.total_epochs else ""
-            parts.append(f"epoch {self.current_epoch}{total}")
+            parts.append(f"{self.period} {self.current_epoch}{total}")
         if self.last_step is not None:
             within = f"{self.epoch_steps}/{self.steps_per_epoch}" if self.steps_per_epoch else f"{self.epoch_steps}"
-            parts.append(f"step {self.last_step} ({within} in this epoch)")
+            parts.append(f"{self.unit} {self.last_step} ({within} in this {self.period})")
         if self._loss_count:
             parts.append(f"loss {_format(self._loss_sum / self._loss_count)}")
         parts.extend(self._pace(now))
@@ -456,13 +497,15 @@ class TrainingMonitor:
             if any(math.isfinite(v) for v in val):
                 axes.plot(epochs, val, marker=marker, markersize=3, label="validation")
             axes.legend(frameon=False)
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
         else:
-            axes.text(0.5, 0.5, "the curve starts after the first epoch", ha="center", va="center", color="0.45")
+            axes.text(
+                0.5, 0.5, f"the curve starts after the first {self.period}", ha="center", va="center", color="0.45"
+            )
             axes.set_xticks([])
             axes.set_yticks([])
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("loss per compound")
+        axes.set_xlabel(self.period)
+        axes.set_ylabel(self.quantity)
         axes.grid(alpha=0.3)
         if final:
             axes.set_title(self._summary(), fontsize=9)
@@ -471,7 +514,8 @@ class TrainingMonitor:
     def loss_png(self, final: bool = False) -> bytes:
         """:meth:`loss_figure` as PNG bytes."""
         buffer = io.BytesIO()
-        self.loss_figure(final).savefig(buffer, format="png")
+        figure = self.loss_figure(final)
+        figure.savefig(buffer, format="png", dpi=figure.dpi)  # the live image's size, whatever the rcParams say
         return buffer.getvalue()
 
     # ---- internals --------------------------------------------------------------------------------------
@@ -486,7 +530,7 @@ class TrainingMonitor:
         parts = []
         step_rate, compound_rate = self.rates(now)
         if step_rate is not None:
-            parts.append(f"{step_rate:.1f} steps/s")
+            parts.append(f"{step_rate:.1f} {self.unit}s/s")
         if compound_rate is not None:
             parts.append(f"{compound_rate:,.0f} compounds/s")
         left = self.time_left(now)
@@ -497,9 +541,11 @@ class TrainingMonitor:
     def _summary(self) -> str:
         epochs = self._epochs_done()
         total = f" of {self.total_epochs}" if self.total_epochs else ""
-        steps = f", {self.steps} steps" if self.steps else ""
         stopped = ", stopped on request" if self.stop_requested else ""
-        return f"{epochs} epoch{'s' if epochs != 1 else ''}{total}{steps}{stopped}"
+        if self.ending and self.ending.startswith("early stopping"):
+            stopped = ", " + self.ending.split(", ")[-1]  # "kept epoch K"
+        steps = f", {self.steps} {self.unit}s" if self.steps else ""
+        return f"{epochs} {self.period}{'s' if epochs != 1 else ''}{total}{steps}{stopped}"
 
     def _write(self, line: str) -> None:
         print(line, file=self.stream or sys.stdout, flush=True)
@@ -511,14 +557,15 @@ class TrainingMonitor:
     def _epoch_line(self, row: dict[str, Any], now: float) -> str:
         total = f"/{self.total_epochs}" if self.total_epochs else ""
         parts = [
-            f"epoch {row['epoch']}{total}",
-            f"train_loss {_format(row['train_loss'])}",
-            f"val_loss {_format(row['val_loss'])}",
+            f"{self.period} {row['epoch']}{total}",
+            f"{self.words.loss} {_format(row['train_loss'])}",
         ]
+        if self.words.validation is not None:
+            parts.append(f"{self.words.validation} {_format(row['val_loss'])}")
         parts += [f"{key} {_format(value)}" for key, value in row.items() if key not in _ROW_KEYS]
         parts.append(f"{_real(row['seconds']):.1f} s")
         if self.last_step is not None:
-            parts.append(f"step {self.last_step}")
+            parts.append(f"{self.unit} {self.last_step}")
         parts += self._pace(now)
         return "  ".join(parts)
 
@@ -529,12 +576,12 @@ class TrainingMonitor:
             value=0.0,
             min=0.0,
             max=float(self.total_epochs or 1),
-            description="training",
+            description=self.label,
             bar_style="info",
             layout=ipywidgets.Layout(width="60%"),
         )
         self.stop_button = ipywidgets.Button(
-            description="Stop", icon="stop", button_style="danger", tooltip="end training after the current step"
+            description="Stop", icon="stop", button_style="danger", tooltip=f"end {self.label}, keeping what is done"
         )
         self.stop_button.on_click(lambda _button: self.request_stop())
         self.status = ipywidgets.HTML(value=self.status_text(self._created))
@@ -551,7 +598,9 @@ class TrainingMonitor:
         if not self.records:
             return "<p>no epoch finished yet</p>"
         row = self.records[-1]
-        lines = [("epoch", row["epoch"]), ("train_loss", row["train_loss"]), ("val_loss", row["val_loss"])]
+        lines = [(self.period, row["epoch"]), (self.words.loss, row["train_loss"])]
+        if self.words.validation is not None:
+            lines.append((self.words.validation, row["val_loss"]))
         lines += [(key, value) for key, value in row.items() if key not in _ROW_KEYS]
         best = [_real(r["val_loss"]) for r in self.records if math.isfinite(_real(r["val_loss"]))]
         if best:
@@ -570,13 +619,17 @@ class TrainingMonitor:
         self._handle = display(self.widget, display_id=True)
 
     def _refresh(self, now: float) -> None:
-        if self.mode != "widget" or now - self._last_draw < self.min_interval:
+        if self.mode != "widget":
+            return
+        # a click on Stop is read at every step (a few microseconds), not only when the box is redrawn,
+        # so the button says "Stopping..." at once
+        if self._handle is not None and self._can_poll and not self.stop_requested:
+            self._can_poll = _deliver_pending_clicks(self.stop_button)
+        if now - self._last_draw < self.min_interval:
             return
         self._last_draw = now
         self.redraws += 1
         self._show()
-        if self._handle is not None and self._can_poll and not self.stop_requested:
-            self._can_poll = _deliver_pending_clicks(self.stop_button)
         progress = self.progress()
         if self.total_epochs:
             self.progress_bar.max = float(self.total_epochs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -12,6 +13,7 @@ import arviz as az
 import pandas as pd
 import pytest
 
+import delpyro
 from delpyro import read_counts
 from delpyro.cli import main
 
@@ -209,8 +211,40 @@ def test_fit_help_runs_as_a_module() -> None:
         [sys.executable, "-m", "delpyro", "fit", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0
-    for option in ("--out", "--preset", "--target", "--config", "--likelihood", "--terms", "--val-fraction"):
+    for option in ("--out", "--layout", "--target", "--model", "--likelihood", "--terms", "--early-stopping"):
         assert option in result.stdout
+    # every option's default is shown (none for flags, required options and those whose help says what None is)
+    assert "--val-fraction VAL_FRACTION" in result.stdout and "(default: 0.1)" in result.stdout
+    assert "(default: None)" not in result.stdout and "(default: False)" not in result.stdout
+
+
+def test_every_command_has_a_description_and_every_option_help() -> None:
+    from delpyro.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        assert command.description, name
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}"
+    simulate = commands.choices["simulate"].format_help()
+    assert "(default: 30,30,30)" in simulate and "(default: 3)" in simulate
+    # the older option names still work
+    args = parser.parse_args(["fit", "s.csv", "--out", "r", "--preset", "kindel", "--config", "del-dock"])
+    assert args.preset == "kindel" and args.config == "del-dock"
+
+
+def test_fit_stops_early_when_asked(tmp_path, capsys) -> None:
+    screen = tmp_path / "screen.csv"
+    delpyro.simulate_del(seed=0, n_per_cycle=(4, 4, 4)).save(screen)
+    run = tmp_path / "run"
+    arguments = ["fit", str(screen), "--out", str(run), "--epochs", "60", "--early-stopping", "1", "--batch-size", "16"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "early stopping: no improvement for 1 epochs, kept epoch" in out
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["fit"]["early_stopping_patience"] == 1
+    assert len(pd.read_csv(run / "history.csv")) < 60
 
 
 def test_fit_reads_a_folder_of_selections(tmp_path, capsys) -> None:

@@ -295,7 +295,9 @@ def test_an_error_in_a_callback_ends_training_and_keeps_the_result(screen) -> No
     assert np.isfinite(caught.value.result.predict(screen)["log_enrichment_mean"]).all()
 
 
-def test_an_interrupt_returns_the_partial_fit_with_a_warning(screen, monkeypatch) -> None:
+def test_an_interrupt_returns_the_partial_fit_with_a_warning(screen, monkeypatch, capsys) -> None:
+    """The notebook's interrupt keeps the steps taken, warns, and the display's last line says what
+    happened and how to go on."""
     import delpyro.train
 
     real = delpyro.train.train_step
@@ -309,8 +311,12 @@ def test_an_interrupt_returns_the_partial_fit_with_a_warning(screen, monkeypatch
 
     monkeypatch.setattr(delpyro.train, "train_step", interrupted)
     with pytest.warns(UserWarning, match="training interrupted at step 3"):
-        result = fit(screen, None, ModelConfig(**TINY), batch_size=8, progress="none")
+        result = fit(screen, None, ModelConfig(**TINY), batch_size=8, progress="text")
     assert result.step == 3 and result.epoch == 1 and result.stopped_by_user
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "interrupted after step 3 (epoch 1): the result keeps every step taken; fit(..., resume=result) "
+        "continues from the next epoch"
+    )
     monkeypatch.setattr(delpyro.train, "train_step", real)
     more = fit(screen, None, resume=result, progress="none")
     assert more.epoch == 2

@@ -101,3 +101,27 @@ def test_svi_and_nuts_agree_on_the_global_scales() -> None:
                 f"NUTS {reference.loc[site, 'mean']:.3f} +- {reference.loc[site, 'sd']:.3f}"
             )
             assert gap <= reference.loc[site, "sd"], (guide, site)
+
+
+def test_sampling_shows_its_progress_and_stop_keeps_the_chains_done(capsys, monkeypatch) -> None:
+    """run_nuts reports through fit's display: a line per chain with its draws, step size and acceptance
+    rate; a Stop ends sampling after the chain under way and keeps the chains done."""
+    import delpyro.mcmc
+
+    data = delpyro.simulate_del(seed=7, n_per_cycle=(2, 2, 2), reads_per_compound=3.0, n_control_replicates=0)
+    config = ModelConfig(terms=("compound",), likelihood="poisson", compound_prior_scale=1.0)
+    run_nuts(data, config, num_samples=10, num_warmup=10, num_chains=2, max_tree_depth=3, progress="text")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("chain ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("step_size" in line and "accept_prob" in line and "draw 20" in line for line in lines)
+
+    monitors = []
+
+    def capture(*args, **kwargs):
+        monitors.append(delpyro.widgets.TrainingMonitor(*args, **kwargs))
+        monitors[-1].request_stop()  # Stop clicked before the first chain ends
+        return monitors[-1]
+
+    monkeypatch.setattr(delpyro.mcmc, "TrainingMonitor", capture)
+    result = run_nuts(data, config, num_samples=10, num_warmup=10, num_chains=3, max_tree_depth=3, progress="none")
+    assert result.samples["compound_effect"].shape[0] == 1 and monitors[0].steps == 20

@@ -84,13 +84,22 @@ def test_predicted_vs_true(fitted, tmp_path):
     fig = plots.predicted_vs_true(pred, truth, path=tmp_path / "pvt.png")
     assert _png(tmp_path / "pvt.png")
     (ax,) = fig.axes
-    assert ax.get_title() == f"Predicted vs true: Spearman ρ = {rho:.3f} (n = 64)"
+    assert ax.get_title() == f"Posterior mean vs true: Spearman ρ = {rho:.3f} (n = 64)"
     assert ax.get_xlabel() == "true log target enrichment (natural log)"
-    assert ax.get_ylabel() == "predicted log target enrichment (natural log)"
-    # the truth table itself (matched by row), drawn as a hexbin with a colour bar
+    assert ax.get_ylabel() == "posterior mean of the log target enrichment (natural log)"
+    # a score that is not a posterior says what it is
+    naive = delpyro.naive_enrichment(data)
+    fig = plots.predicted_vs_true(naive, data.truth["log_target_enrichment"], identity=False, label="naive estimate")
+    assert fig.axes[0].get_title().startswith("Naive estimate vs true")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["naive estimate"]
+    # the truth table itself (matched by row), drawn as a hexbin with a colour bar; without the identity
+    # line it has no legend (and no warning that there is nothing to put in one)
     fig = plots.predicted_vs_true(pred, data.truth, hexbin_above=10)
     assert len(fig.axes) == 2
     assert fig.axes[1].get_ylabel() == "compounds"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plots.predicted_vs_true(pred, data.truth, hexbin_above=10, identity=False).axes[0].get_legend() is None
     raw = stats.spearmanr(data.truth["log_target_enrichment"], pred["log_enrichment_mean"]).statistic
     assert f"Spearman ρ = {raw:.3f}" in fig.axes[0].get_title()
 

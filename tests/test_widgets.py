@@ -306,3 +306,66 @@ def test_a_click_waiting_in_the_kernel_reaches_the_stop_button(monkeypatch) -> N
     monkeypatch.setattr("IPython.get_ipython", lambda: None)
     assert not _deliver_pending_clicks(monitor.stop_button)  # outside a kernel: nothing to read
     monitor.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# how training ended, said in both modes
+
+
+def test_early_stopping_is_said_in_text_and_on_the_final_image(halves, capsys, monkeypatch) -> None:
+    """Early stopping names the patience and the epoch kept, as the last text line and in the final
+    curve's title; the final PNG is the live image's size (560 x 320) whatever savefig.dpi says."""
+    import matplotlib
+
+    train, val = halves
+    monkeypatch.setitem(matplotlib.rcParams, "savefig.dpi", 200)  # as the plotting theme sets it
+    result = fit(train, val, tiny(), epochs=60, batch_size=BATCH, progress="text", early_stopping_patience=1)
+    assert result.stopped_early and result.epoch < 60
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"early stopping: no improvement for 1 epochs, kept epoch {result.best_epoch}"
+
+    monitor = TrainingMonitor(total_epochs=60, mode="none")
+    for row in result.records:
+        monitor.epoch(row["train_loss"], row["val_loss"], epoch=row["epoch"])
+    monitor.close(delpyro.train.ending(result, patience=1))
+    assert monitor.loss_figure(final=True).axes[0].get_title().endswith(f"kept epoch {result.best_epoch}")
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(monitor.loss_png(final=True)))
+    assert image.size == (560, 320)
+
+
+def test_one_epoch_has_one_integer_tick() -> None:
+    monitor = TrainingMonitor(total_epochs=5, mode="none")
+    monitor.epoch(2.0, 1.9, epoch=1)
+    axes = monitor.loss_figure().axes[0]
+    ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+    assert ticks == [1.0]
+
+
+def test_stop_says_stopping_at_once_and_ends_with_how_to_go_on(halves, capsys) -> None:
+    """The click sets "Stopping..." before the step under way ends; the run's last line says how to go on,
+    after the final image (widget mode) or the last epoch line (text mode)."""
+    train, val = halves
+    monitor = TrainingMonitor(mode="widget", min_interval=0)
+    seen = []
+
+    def click(event: str, info: dict) -> None:
+        if event == "step" and info["step"] == 2:
+            monitor.stop_button.click()
+            seen.append(monitor.stop_button.description)
+
+    result = fit(train, val, tiny(), epochs=4, batch_size=BATCH, progress="none", callbacks=[monitor, click])
+    assert seen == ["Stopping..."] and result.stopped_by_user
+    assert delpyro.train.ending(result) == (
+        "stopped on request after step 2 (epoch 1); fit(..., resume=result) continues from the next epoch"
+    )
+    stream = io.StringIO()
+    text = TrainingMonitor(mode="text", stream=stream)
+    text.step(1.0, epoch=1, step=1)
+    text.epoch(1.0, epoch=1)
+    text.close(delpyro.train.ending(result, interrupted=True))
+    assert stream.getvalue().splitlines()[-1] == (
+        "interrupted after step 2 (epoch 1): the result keeps every step taken; fit(..., resume=result) "
+        "continues from the next epoch"
+    )

@@ -2,8 +2,10 @@
 
 A JupyterLab server on 127.0.0.1 (a free port, a token) serves a temporary folder with a notebook that
 trains a tiny model with ``progress="widget"``. The test runs every cell, waits for the progress bar and a
-few epochs, clicks Stop, and checks that training ended early on the click and that the live box gave way
-to a static PNG of the loss curve.
+few epochs, clicks Stop, and checks that the button says "Stopping..." at once, that training ended early
+on the click, that the live box gave way to a static PNG of the loss curve the size of the live one, with
+a line saying how to resume under it; then that a run with early stopping says which epoch it kept, that
+one epoch's curve has one whole-epoch tick, and that JupyterLab's news prompt does not show.
 
 Deselected by the default ``pytest`` run (marker ``browser``); run it with ``make test-browser``, or
 ``python -m pytest -m browser tests/browser``. Skipped when Playwright or a Chromium binary is missing
@@ -42,11 +44,21 @@ screen = delpyro.simulate_del(seed=0, n_per_cycle=(4, 4, 4))
 config = ModelConfig(hidden_size=16, n_layers=1, fingerprint_bits=256, epochs=EPOCHS, batch_size=16)
 
 
-def slow(event, info):  # steps that take a while, so that the display can be watched
-    if event == "step":
-        time.sleep(0.1)""".replace("EPOCHS", str(EPOCHS)),
+def slow(event, info):  # steps that take a while, and an epoch's close longer, so the display can be watched
+    time.sleep(0.1 if event == "step" else 1.5 if event == "epoch" else 0)""".replace("EPOCHS", str(EPOCHS)),
     """result = fit(screen, None, config, progress="widget", callbacks=[slow])""",
     """print(f"done: step {result.step} epoch {result.epoch} stopped {result.stopped_by_user}")""",
+    # early stopping, said under the final curve
+    """train, val, _ = delpyro.split(screen, "random", (0.75, 0.25, 0.0), seed=0)
+stopped = fit(train, val, config, progress="widget", early_stopping_patience=1)""",
+    # the epoch axis after one epoch: whole epochs only
+    """from delpyro.widgets import TrainingMonitor
+
+one = TrainingMonitor(total_epochs=5, mode="none")
+one.epoch(2.0, 1.9, epoch=1)
+axes = one.loss_figure().axes[0]
+low, high = axes.get_xlim()
+print("epoch ticks:", [t for t in axes.get_xticks().tolist() if low <= t <= high])""",
 ]
 
 
@@ -170,6 +182,8 @@ def test_progress_bar_stop_button_and_final_image(chromium, lab, tmp_path: Path)
             # a few epochs, then Stop
             monitor.get_by_text(re.compile(rf"epoch ([3-9]|\d\d)/{EPOCHS}")).wait_for(timeout=120_000)
             monitor.locator("button", has_text="Stop").click()
+            # the button says so at once (the epoch under way then closes, which takes 1.5 s here)
+            monitor.locator("button", has_text="Stopping...").wait_for(timeout=1_000)
 
             done = page.get_by_text(re.compile(r"done: step \d+ epoch \d+ stopped \w+"))
             done.wait_for(timeout=180_000)
@@ -178,12 +192,25 @@ def test_progress_bar_stop_button_and_final_image(chromium, lab, tmp_path: Path)
             assert stopped == "True" and int(epoch) < EPOCHS and int(step) < EPOCHS * STEPS_PER_EPOCH
 
             # the live box gave way to a static PNG of the final curve in the cell's output
-            final = page.locator(".jp-OutputArea-output.jp-RenderedImage img")
+            final = page.locator(".jp-OutputArea-output.jp-RenderedImage img").first
             final.wait_for(timeout=30_000)
-            assert final.count() == 1 and monitor.count() == 0
+            assert monitor.count() <= 1  # the first run's box is gone (the early-stopping run's may be live)
             source = final.get_attribute("src") or ""
             assert source.startswith("data:image/png;base64,") and len(source) > 2000
-            assert final.evaluate("image => image.naturalWidth") > 300
+            # the size of the live image, not twice it (savefig.dpi of the plotting theme)
+            assert final.evaluate("image => [image.naturalWidth, image.naturalHeight]") == [560, 320]
+            # under it, how training ended and how to go on
+            page.get_by_text(
+                re.compile(r"stopped on request after step \d+ \(epoch \d+\); fit\(\.\.\., resume=result\) continues")
+            ).wait_for(timeout=10_000)
+
+            # early stopping is said, with the epoch kept
+            page.get_by_text(re.compile(r"early stopping: no improvement for 1 epochs, kept epoch \d+")).wait_for(
+                timeout=180_000
+            )
+            page.get_by_text("epoch ticks: [1.0]").wait_for(timeout=60_000)
+            # the lab's news prompt was answered by the settings the Makefile writes
+            assert page.get_by_text("official Jupyter news").count() == 0
         except Exception:
             page.screenshot(path=str(tmp_path / "jupyterlab.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'jupyterlab.png'}; server log: {log}")
