@@ -11,6 +11,7 @@ the globals by chain), ``local_draw`` (a draw's per-compound sites), ``averaged(
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ from delpyro.model import (
 )
 
 __all__ = ["compare", "guide_diagnostic", "to_inference_data"]
+
+# ArviZ 0.23 warns once a day, when it is imported, of its coming 1.0: a notice about ArviZ, not about the
+# user's work, that would fill a notebook cell with a multi-line box. Silenced here, where delpyro uses
+# ArviZ (imported with delpyro: import delpyro before arviz and the notice never shows).
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 
 def to_inference_data(

@@ -97,7 +97,7 @@ def run_nuts(
         num_chains,
         num_warmup + num_samples,
         mode={True: "auto", False: "none"}.get(progress, progress),  # type: ignore[arg-type]
-        words=Words("sampling", "chain", "draw", "potential energy per compound", "energy", None),
+        words=Words("sampling", "chain", "draw", "potential energy per compound", "energy", None, "energy"),
     )
     with model.param_scope(), monitor:
         for chain in range(num_chains):
@@ -110,16 +110,16 @@ def run_nuts(
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
             )
+            state: dict[str, float] = {}
             mcmc = MCMC(
                 kernel,
                 num_samples=num_samples,
                 warmup_steps=num_warmup,
                 disable_progbar=True,
-                hook_fn=_shown(monitor, chain + 1, num_warmup, data.n_compounds),
+                hook_fn=_shown(monitor, chain + 1, num_warmup, data.n_compounds, state),
             )
             mcmc.run(batch)
             chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
-            state = kernel.logging()
             monitor.epoch(epoch=chain + 1, step_size=state["step size"], accept_prob=state["acc. prob"])
             if monitor.stop_requested:
                 num_chains = len(chains)
@@ -136,11 +136,13 @@ def run_nuts(
     return MCMCResult(config=config, model=model, samples=samples, diagnostics=pd.DataFrame(rows), seed=seed)
 
 
-def _shown(monitor: TrainingMonitor, chain: int, num_warmup: int, n_compounds: int) -> Any:
+def _shown(monitor: TrainingMonitor, chain: int, num_warmup: int, n_compounds: int, state: dict[str, float]) -> Any:
     """Pyro's per-draw hook feeding ``monitor``: the draw's number in its chain (warmup first) and its
-    potential energy per compound."""
+    potential energy per compound; ``state`` keeps the kernel's step size and mean acceptance rate as of
+    the last draw (the kernel resets them when the chain ends)."""
 
     def hook(kernel: Any, params: Any, stage: str, i: int) -> None:
+        state.update(kernel.logging())
         energy = getattr(kernel, "_potential_energy_last", None)
         draw = i + 1 + (0 if stage.startswith("Warmup") else num_warmup)
         monitor.step(None if energy is None else float(energy) / n_compounds, epoch=chain, step=draw)

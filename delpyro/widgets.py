@@ -167,8 +167,8 @@ def _real(value: Any) -> float:
 @dataclass(frozen=True)
 class Words:
     """What a :class:`TrainingMonitor` calls things: the run, its periods and their steps (the progress bar,
-    status and lines), the curve's quantity, and the two losses of a period's row (``validation`` None:
-    not shown)."""
+    status and lines), the curve's quantity, the two losses of a period's row (``validation`` None: not
+    shown) and the running mean of the steps in the status line."""
 
     run: str = "training"
     period: str = "epoch"
@@ -176,6 +176,7 @@ class Words:
     quantity: str = "loss per compound"
     loss: str = "train_loss"
     validation: str | None = "val_loss"
+    running: str = "loss"  # the mean of the period's steps so far, in the status line
 
 
 class TrainingMonitor:
@@ -475,7 +476,7 @@ class TrainingMonitor:
             within = f"{self.epoch_steps}/{self.steps_per_epoch}" if self.steps_per_epoch else f"{self.epoch_steps}"
             parts.append(f"{self.unit} {self.last_step} ({within} in this {self.period})")
         if self._loss_count:
-            parts.append(f"loss {_format(self._loss_sum / self._loss_count)}")
+            parts.append(f"{self.words.running} {_format(self._loss_sum / self._loss_count)}")
         parts.extend(self._pace(now))
         if self.stop_requested and not self.closed:
             parts.append("stopping after this step")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,9 @@ def test_sampling_shows_its_progress_and_stop_keeps_the_chains_done(capsys, monk
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("chain ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert all("step_size" in line and "accept_prob" in line and "draw 20" in line for line in lines)
+    # the acceptance rate as of the chain's last draw (the kernel resets it to 0 when the chain ends)
+    rates = [float(re.search(r"accept_prob (\S+)", line).group(1)) for line in lines]
+    assert all(0 < rate <= 1 for rate in rates)
 
     monitors = []
 
