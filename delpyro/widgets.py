@@ -231,12 +231,6 @@ class TrainingMonitor:
         self._clock = clock
         self.mode = resolve_mode(mode)
         self.words = words or Words()
-        self.label, self.period, self.unit, self.quantity = (
-            self.words.run,
-            self.words.period,
-            self.words.unit,
-            self.words.quantity,
-        )
 
         self.records: list[dict[str, Any]] = []
         self.stop_requested = False
@@ -399,7 +393,8 @@ class TrainingMonitor:
         self.closed = True
         self.ending = ending
         if ending is None and self.stop_requested and self.last_step is not None:
-            ending = f"stopped on request after {self.unit} {self.last_step} ({self.period} {self.current_epoch})"
+            words = self.words
+            ending = f"stopped on request after {words.unit} {self.last_step} ({words.period} {self.current_epoch})"
         if self.mode == "none":
             return
         if self.mode == "text" or self._handle is None:
@@ -414,7 +409,7 @@ class TrainingMonitor:
                 self._handle.update(Image(data=self.loss_png(final=True), format="png"))
             else:
                 self._handle.update(
-                    HTML(f"<p>{self.label} ended before its first {self.period}: {self._summary()}</p>")
+                    HTML(f"<p>{self.words.run} ended before its first {self.words.period}: {self._summary()}</p>")
                 )
             if ending is not None:
                 self._write(ending)
@@ -471,10 +466,10 @@ class TrainingMonitor:
         parts = []
         if self.current_epoch is not None:
             total = f"/{self.total_epochs}" if self.total_epochs else ""
-            parts.append(f"{self.period} {self.current_epoch}{total}")
+            parts.append(f"{self.words.period} {self.current_epoch}{total}")
         if self.last_step is not None:
             within = f"{self.epoch_steps}/{self.steps_per_epoch}" if self.steps_per_epoch else f"{self.epoch_steps}"
-            parts.append(f"{self.unit} {self.last_step} ({within} in this {self.period})")
+            parts.append(f"{self.words.unit} {self.last_step} ({within} in this {self.words.period})")
         if self._loss_count:
             parts.append(f"{self.words.running} {_format(self._loss_sum / self._loss_count)}")
         parts.extend(self._pace(now))
@@ -500,13 +495,12 @@ class TrainingMonitor:
             axes.legend(frameon=False)
             axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
         else:
-            axes.text(
-                0.5, 0.5, f"the curve starts after the first {self.period}", ha="center", va="center", color="0.45"
-            )
+            waiting = f"the curve starts after the first {self.words.period}"
+            axes.text(0.5, 0.5, waiting, ha="center", va="center", color="0.45")
             axes.set_xticks([])
             axes.set_yticks([])
-        axes.set_xlabel(self.period)
-        axes.set_ylabel(self.quantity)
+        axes.set_xlabel(self.words.period)
+        axes.set_ylabel(self.words.quantity)
         axes.grid(alpha=0.3)
         if final:
             axes.set_title(self._summary(), fontsize=9)
@@ -531,7 +525,7 @@ class TrainingMonitor:
         parts = []
         step_rate, compound_rate = self.rates(now)
         if step_rate is not None:
-            parts.append(f"{step_rate:.1f} {self.unit}s/s")
+            parts.append(f"{step_rate:.1f} {self.words.unit}s/s")
         if compound_rate is not None:
             parts.append(f"{compound_rate:,.0f} compounds/s")
         left = self.time_left(now)
@@ -545,8 +539,8 @@ class TrainingMonitor:
         stopped = ", stopped on request" if self.stop_requested else ""
         if self.ending and self.ending.startswith("early stopping"):
             stopped = ", " + self.ending.split(", ")[-1]  # "kept epoch K"
-        steps = f", {self.steps} {self.unit}s" if self.steps else ""
-        return f"{epochs} {self.period}{'s' if epochs != 1 else ''}{total}{steps}{stopped}"
+        steps = f", {self.steps} {self.words.unit}s" if self.steps else ""
+        return f"{epochs} {self.words.period}{'s' if epochs != 1 else ''}{total}{steps}{stopped}"
 
     def _write(self, line: str) -> None:
         print(line, file=self.stream or sys.stdout, flush=True)
@@ -558,7 +552,7 @@ class TrainingMonitor:
     def _epoch_line(self, row: dict[str, Any], now: float) -> str:
         total = f"/{self.total_epochs}" if self.total_epochs else ""
         parts = [
-            f"{self.period} {row['epoch']}{total}",
+            f"{self.words.period} {row['epoch']}{total}",
             f"{self.words.loss} {_format(row['train_loss'])}",
         ]
         if self.words.validation is not None:
@@ -566,7 +560,7 @@ class TrainingMonitor:
         parts += [f"{key} {_format(value)}" for key, value in row.items() if key not in _ROW_KEYS]
         parts.append(f"{_real(row['seconds']):.1f} s")
         if self.last_step is not None:
-            parts.append(f"{self.unit} {self.last_step}")
+            parts.append(f"{self.words.unit} {self.last_step}")
         parts += self._pace(now)
         return "  ".join(parts)
 
@@ -577,12 +571,15 @@ class TrainingMonitor:
             value=0.0,
             min=0.0,
             max=float(self.total_epochs or 1),
-            description=self.label,
+            description=self.words.run,
             bar_style="info",
             layout=ipywidgets.Layout(width="60%"),
         )
         self.stop_button = ipywidgets.Button(
-            description="Stop", icon="stop", button_style="danger", tooltip=f"end {self.label}, keeping what is done"
+            description="Stop",
+            icon="stop",
+            button_style="danger",
+            tooltip=f"end {self.words.run}, keeping what is done",
         )
         self.stop_button.on_click(lambda _button: self.request_stop())
         self.status = ipywidgets.HTML(value=self.status_text(self._created))
@@ -599,7 +596,7 @@ class TrainingMonitor:
         if not self.records:
             return "<p>no epoch finished yet</p>"
         row = self.records[-1]
-        lines = [(self.period, row["epoch"]), (self.words.loss, row["train_loss"])]
+        lines = [(self.words.period, row["epoch"]), (self.words.loss, row["train_loss"])]
         if self.words.validation is not None:
             lines.append((self.words.validation, row["val_loss"]))
         lines += [(key, value) for key, value in row.items() if key not in _ROW_KEYS]
