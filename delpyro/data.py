@@ -598,13 +598,17 @@ def as_strings(values: Any, column: str, n: int) -> np.ndarray:
         start + np.flatnonzero(np.strings.str_len(np.strings.strip(out[start : start + _CHUNK])) == 0)
         for start in range(0, n, _CHUNK)
     ]
-    rows = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+    _refuse_empty(np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64), column)
+    return out
+
+
+def _refuse_empty(rows: np.ndarray, column: str) -> None:
+    """Raise naming ``rows`` of ``column`` that hold no text (nothing when there are none)."""
     if rows.size:
         verb = "is" if rows.size == 1 else "are"
         raise DELDataError(
             f"column {column!r}: expected a non-empty string in every row; {rows_text(rows)} {verb} empty"
         )
-    return out
 
 
 def _rows(values: Any, column: str, n: int) -> Any:
@@ -612,7 +616,7 @@ def _rows(values: Any, column: str, n: int) -> Any:
     column's own array for pandas (an Arrow-backed one stays Arrow)."""
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.array
-    elif not isinstance(values, np.ndarray) and not hasattr(values, "__array__"):
+    elif not hasattr(values, "__array__"):  # a list or other sequence (numpy and Arrow arrays have it)
         values = np.asarray(values, dtype=object)
     if (isinstance(values, np.ndarray) and values.ndim != 1) or len(values) != n:
         shape = values.shape if isinstance(values, np.ndarray) else (len(values),)
@@ -627,12 +631,7 @@ def as_block_ids(values: Any, column: str, n: int) -> np.ndarray:
     codes, uniques = pd.factorize(pd.Series(_rows(values, column, n), copy=False))
     ids = np.array(["" if is_missing_string(v) else str(v) for v in uniques], dtype=object)  # a few hundred
     empty = np.flatnonzero([not v.strip() for v in ids])
-    bad = np.flatnonzero((codes < 0) | np.isin(codes, empty))
-    if bad.size:
-        verb = "is" if bad.size == 1 else "are"
-        raise DELDataError(
-            f"column {column!r}: expected a non-empty string in every row; {rows_text(bad)} {verb} empty"
-        )
+    _refuse_empty(np.flatnonzero((codes < 0) | np.isin(codes, empty)), column)
     return ids[codes]
 
 

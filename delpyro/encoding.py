@@ -473,10 +473,11 @@ def text_tensors(values: np.ndarray) -> dict[str, torch.Tensor]:
     """Strings as two tensors (what a weights-only checkpoint can hold without a Python object per
     value): ``text``, uint8, every value's UTF-8 bytes end to end, and ``offsets``, int64 ``[n + 1]``,
     where each value starts (the last: the end)."""
-    arrow = pyarrow.array(values, type=pyarrow.large_string())
-    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=arrow.offset * 8)
-    text = np.frombuffer(arrow.buffers()[2], dtype=np.uint8, count=int(offsets[-1])) if len(values) else np.zeros(0)
-    return {"text": torch.tensor(text, dtype=torch.uint8), "offsets": torch.tensor(offsets - offsets[0])}
+    arrow = pyarrow.array(values, type=pyarrow.large_string())  # a new array: its buffers start at 0
+    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int64, count=len(values) + 1)
+    end = int(offsets[-1])
+    text = np.frombuffer(arrow.buffers()[2], dtype=np.uint8, count=end) if end else np.zeros(0, dtype=np.uint8)
+    return {"text": torch.tensor(text), "offsets": torch.tensor(offsets)}
 
 
 def from_text_tensors(values: dict[str, torch.Tensor]) -> np.ndarray:

@@ -97,7 +97,15 @@ def run_nuts(
         num_chains,
         num_warmup + num_samples,
         mode={True: "auto", False: "none"}.get(progress, progress),  # type: ignore[arg-type]
-        words=Words("sampling", "chain", "draw", "potential energy per compound", "energy", None, "energy"),
+        words=Words(
+            run="sampling",
+            period="chain",
+            unit="draw",
+            quantity="potential energy per compound",
+            loss="energy",
+            validation=None,
+            running="energy",
+        ),
     )
     with model.param_scope(), monitor:
         for chain in range(num_chains):

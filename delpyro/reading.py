@@ -544,7 +544,7 @@ def _glibc() -> Any:
     try:
         libc = ctypes.CDLL(None)
         return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:
+    except (OSError, TypeError):  # TypeError: Windows has no process-wide handle
         return None
 
 

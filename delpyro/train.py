@@ -175,7 +175,17 @@ class _Display(_UserCallback):
         self.function.close()
 
     def finish(self, result: FitResult, *, interrupted: bool, patience: int | None) -> None:
-        self.function.close(ending(result, interrupted=interrupted, patience=patience))
+        end_display(self.function, result, interrupted=interrupted, patience=patience)
+
+
+def end_display(
+    monitor: TrainingMonitor, result: FitResult, *, interrupted: bool = False, patience: int | None = None
+) -> None:
+    """Close ``monitor`` saying how training ended (:func:`ending`), with the epoch early stopping kept."""
+    monitor.close(
+        ending(result, interrupted=interrupted, patience=patience),
+        kept_epoch=result.best_epoch if result.stopped_early else None,
+    )
 
 
 def ending(result: FitResult, *, interrupted: bool = False, patience: int | None = None) -> str | None:
@@ -534,7 +544,7 @@ def _fit_in_processes(
         except BaseException:
             monitor.close()  # a failure: the display ends without a line
             raise
-        monitor.close(ending(result, patience=options["early_stopping_patience"]))
+        end_display(monitor, result, patience=options["early_stopping_patience"])
     for callback in callbacks:
         callback("end", {"result": result})
     return result

@@ -235,7 +235,7 @@ class TrainingMonitor:
         self.records: list[dict[str, Any]] = []
         self.stop_requested = False
         self.closed = False
-        self.ending: str | None = None  # how training ended, as close() was told
+        self.kept_epoch: int | None = None  # the epoch early stopping kept, as close() was told
         self.steps = 0  # steps this monitor was shown
         self.compounds = 0  # compounds in those steps (where given)
         self.last_step: int | None = None  # the step number last reported (fit counts across resumed runs)
@@ -383,25 +383,23 @@ class TrainingMonitor:
             self.stop_button.description = "Stopping..."
             self.status.value = html.escape(self.status_text())
 
-    def close(self, ending: str | None = None) -> None:
+    def close(self, ending: str | None = None, *, kept_epoch: int | None = None) -> None:
         """End the display: in widget mode the box gives way to a static image of the final curve (the size
         of the live one). ``ending`` is a line saying how training ended (``fit`` gives it: early stopping,
         Stop, an interrupt, each with what to do next); it follows the curve or the last epoch line. Without
-        it, a Stop gets a line of its own."""
+        it, a Stop gets a line of its own. ``kept_epoch``: the epoch early stopping kept, named in the final
+        curve's title."""
         if self.closed:
             return
         self.closed = True
-        self.ending = ending
+        self.kept_epoch = kept_epoch
         if ending is None and self.stop_requested and self.last_step is not None:
             words = self.words
             ending = f"stopped on request after {words.unit} {self.last_step} ({words.period} {self.current_epoch})"
-        if self.mode == "none":
+        if self.mode == "text" and ending is not None:
+            self._write(ending)
+        if self.mode != "widget":
             return
-        if self.mode == "text" or self._handle is None:
-            if ending is not None and self.mode == "text":
-                self._write(ending)
-            if self.mode == "text":
-                return
         if self._handle is not None:
             from IPython.display import HTML, Image
 
@@ -537,8 +535,8 @@ class TrainingMonitor:
         epochs = self._epochs_done()
         total = f" of {self.total_epochs}" if self.total_epochs else ""
         stopped = ", stopped on request" if self.stop_requested else ""
-        if self.ending and self.ending.startswith("early stopping"):
-            stopped = ", " + self.ending.split(", ")[-1]  # "kept epoch K"
+        if self.kept_epoch is not None:
+            stopped = f", kept epoch {self.kept_epoch}"
         steps = f", {self.steps} {self.words.unit}s" if self.steps else ""
         return f"{epochs} {self.words.period}{'s' if epochs != 1 else ''}{total}{steps}{stopped}"
 

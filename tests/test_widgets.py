@@ -327,7 +327,7 @@ def test_early_stopping_is_said_in_text_and_on_the_final_image(halves, capsys, m
     monitor = TrainingMonitor(total_epochs=60, mode="none")
     for row in result.records:
         monitor.epoch(row["train_loss"], row["val_loss"], epoch=row["epoch"])
-    monitor.close(delpyro.train.ending(result, patience=1))
+    delpyro.train.end_display(monitor, result, patience=1)
     assert monitor.loss_figure(final=True).axes[0].get_title().endswith(f"kept epoch {result.best_epoch}")
     from PIL import Image
 
