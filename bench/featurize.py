@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rdkit
 
-from delpyro import features
 from delpyro.features import fingerprints
+from delpyro.workers import PARALLEL_THRESHOLD
 
 # Three-cycle amide library: acyl group (cycle 1) - amino acid (cycle 2) - amine (cycle 3).
 _ACYL_CORES = [
@@ -174,9 +174,9 @@ def main(argv=None) -> None:
     print(f"radius: {args.radius}  n_bits: {args.n_bits}")
 
     n_jobs = args.n_jobs if args.n_jobs is not None else usable
-    workers = n_jobs if n_jobs > 1 and len(smiles) > features.PARALLEL_THRESHOLD else 1
+    workers = n_jobs if n_jobs > 1 and len(smiles) > PARALLEL_THRESHOLD else 1
     print(f"n_jobs: {n_jobs}")
-    print(f"parallel_threshold: {features.PARALLEL_THRESHOLD}")
+    print(f"parallel_threshold: {PARALLEL_THRESHOLD}")
     print(f"workers_used: {workers}")
     print(f"repeat: {args.repeat} (the fastest run of each kind is reported)")
 

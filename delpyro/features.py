@@ -36,9 +36,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import math
-import multiprocessing
-import os
 import re
 import sys
 import warnings
@@ -50,12 +47,12 @@ import rdkit
 from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 
+from delpyro import workers
 from delpyro.data import DELDataError
 from delpyro.files import replacing
 from delpyro.repair import has_inner_space
 
 __all__ = [
-    "PARALLEL_THRESHOLD",
     "attachment_points_to_dummies",
     "block_fingerprints",
     "combine_block_fingerprints",
@@ -64,12 +61,6 @@ __all__ = [
     "unpack_bits",
 ]
 
-#: Inputs with more SMILES than this are split across worker processes (unless ``n_jobs == 1``).
-PARALLEL_THRESHOLD = 20_000
-#: The smallest and the largest number of SMILES handed to one worker at a time (the largest bounds what
-#: a chunk holds in memory on its way into the cache file).
-MIN_CHUNK_SIZE = 2_000
-MAX_CHUNK_SIZE = 100_000
 #: Rows turned into bits at once before packing (bounds the temporary unpacked buffer).
 _BLOCK_ROWS = 1_024
 #: How many offending rows an error message lists.
@@ -135,16 +126,6 @@ def _parse(text: str):
     return mol
 
 
-def _resolve_n_jobs(n_jobs) -> int:
-    if n_jobs is None:
-        if hasattr(os, "sched_getaffinity"):
-            return max(1, len(os.sched_getaffinity(0)))
-        return max(1, os.cpu_count() or 1)
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be None (all CPUs) or a positive integer, got {n_jobs!r}")
-    return int(n_jobs)
-
-
 # ----------------------------------------------------------------------------------------------------
 # fingerprints
 
@@ -182,23 +163,18 @@ def _compute_chunk(task):
     return start, packed, bad
 
 
-def _pool_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-
-
 def _compute_parallel(
     smiles: list, radius: int, n_bits: int, use_chirality: bool, n_workers: int, out: np.ndarray | None = None
 ):
     """Same result as :func:`_compute_packed`, computed in chunks by ``n_workers`` processes, each chunk
     written into ``out`` (a memory-mapped file, say) as it comes, else into a new array."""
     n = len(smiles)
-    chunk_size = min(MAX_CHUNK_SIZE, max(MIN_CHUNK_SIZE, math.ceil(n / (4 * n_workers))))
-    starts = range(0, n, chunk_size)
-    tasks = ((start, smiles[start : start + chunk_size], radius, n_bits, use_chirality) for start in starts)
+    size = workers.chunk_size(n, n_workers)
+    starts = range(0, n, size)
+    tasks = ((start, smiles[start : start + size], radius, n_bits, use_chirality) for start in starts)
     packed = np.empty((n, n_bits // 8), dtype=np.uint8) if out is None else out
     bad_parts = []
-    with _pool_context().Pool(processes=min(n_workers, len(starts))) as pool:
+    with workers.pool_context().Pool(processes=min(n_workers, len(starts))) as pool:
         for start, chunk_packed, chunk_bad in pool.imap_unordered(_compute_chunk, tasks):
             packed[start : start + len(chunk_packed)] = chunk_packed
             bad_parts.append(chunk_bad + start)
@@ -244,7 +220,7 @@ def _compute_into_cache(path: Path, smiles: list, radius: int, n_bits: int, use_
     try:
         with replacing(path) as temporary:
             out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
-            if n_workers > 1 and len(smiles) > PARALLEL_THRESHOLD:
+            if n_workers > 1 and len(smiles) > workers.PARALLEL_THRESHOLD:
                 _, bad = _compute_parallel(smiles, radius, n_bits, use_chirality, n_workers, out)
             else:
                 bad = _compute_into(out, smiles, radius, n_bits, use_chirality)
@@ -271,8 +247,8 @@ class _BadRows(Exception):
 def _compute_into(out: np.ndarray, smiles: list, radius: int, n_bits: int, use_chirality: bool) -> np.ndarray:
     """Compute in this process, ``MAX_CHUNK_SIZE`` SMILES at a time, into ``out``; return the bad rows."""
     bad_parts = []
-    for start in range(0, len(smiles), MAX_CHUNK_SIZE):
-        packed, bad = _compute_packed(smiles[start : start + MAX_CHUNK_SIZE], radius, n_bits, use_chirality)
+    for start in range(0, len(smiles), workers.MAX_CHUNK_SIZE):
+        packed, bad = _compute_packed(smiles[start : start + workers.MAX_CHUNK_SIZE], radius, n_bits, use_chirality)
         out[start : start + len(packed)] = packed
         bad_parts.append(bad + start)
     return np.sort(np.concatenate(bad_parts)) if bad_parts else np.zeros(0, dtype=np.int64)
@@ -305,8 +281,8 @@ def fingerprints(
         screen's fingerprints need not fit in memory; batches read their rows); a second call with the
         same input maps the file without computing.
     n_jobs:
-        Worker processes for inputs larger than ``PARALLEL_THRESHOLD``; ``None`` uses every CPU this
-        process may run on, ``1`` computes in this process.
+        Worker processes for inputs larger than :data:`~delpyro.workers.PARALLEL_THRESHOLD`; ``None`` uses
+        every CPU this process may run on, ``1`` computes in this process.
 
     Returns
     -------
@@ -330,7 +306,7 @@ def fingerprints(
     if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits <= 0 or n_bits % 8:
         raise ValueError(f"n_bits must be a positive multiple of 8, got {n_bits!r}")
     radius, n_bits, use_chirality = int(radius), int(n_bits), bool(use_chirality)
-    n_workers = _resolve_n_jobs(n_jobs)
+    n_workers = workers.n_workers(n_jobs)
 
     smiles = _smiles_list(smiles)
     _check_present(smiles)
@@ -349,7 +325,7 @@ def fingerprints(
         if packed is not None:
             return packed
 
-    if n_workers > 1 and len(smiles) > PARALLEL_THRESHOLD:
+    if n_workers > 1 and len(smiles) > workers.PARALLEL_THRESHOLD:
         packed, bad = _compute_parallel(smiles, radius, n_bits, use_chirality, n_workers)
     else:
         packed, bad = _compute_packed(smiles, radius, n_bits, use_chirality)

@@ -263,7 +263,7 @@ def read_counts(
         raise DELDataError("read_counts: name the target replicate columns (target=...) or give a preset")
 
     # the header first, so that string columns can be read as strings
-    table: pd.DataFrame | None = None
+    table: pd.DataFrame | _ParquetColumns | None = None
     if isinstance(source, pd.DataFrame):
         table = source.rename(columns=str)
         columns = list(table.columns)
@@ -273,8 +273,8 @@ def read_counts(
             raise DELDataError(f"{path}: no such file")
         kind = table_kind(path)
         if kind == "parquet":
-            table = read_file(path, kind, lambda: _read_parquet(path)).rename(columns=str)
-            columns = list(table.columns)
+            table = _ParquetColumns(path)
+            columns = table.columns
         else:
             columns = read_header(path, kind)
     _check_column_names(columns, source)
@@ -324,6 +324,8 @@ def read_counts(
                 f"{where}: completing from a library needs the compound id column (compound_id=...), and a "
                 "table without poses or truth columns"
             )
+        if isinstance(table, _ParquetColumns):
+            table = table.frame()
         members, library_name = _read_library(library, [id_column, smiles_column, *bb_columns, *block_smiles_columns])
         table, observed = complete(
             table,
@@ -402,6 +404,7 @@ def read_counts(
         ids = np.strings.add("row", np.strings.zfill(np.arange(n_rows).astype(STRINGS), width))
     for column in {smiles_column, id_column} - {None, *bb_columns, *block_smiles_columns, *saved_extras}:
         del table[column]  # held as numpy strings now: the frame's copy goes (a table of 10^7 compounds)
+    _release_arrow_memory()
 
     def strip(names: list[str], prefix: str) -> list[str]:
         if preset != "delpyro":
@@ -448,7 +451,7 @@ def read_counts(
         **({} if observed is None else {"observed": observed}),
         **_block_smiles(table, strip(bb_columns, "bb:"), bb_columns, block_smiles_columns, source),
     )
-    del table  # the pandas copy of the table; pyarrow keeps the memory of what it read in its pool
+    del table  # the pandas copy of the table (or the parquet file's handle)
     _release_arrow_memory()
     return data if keep.size == n_rows else data.subset(keep)
 
@@ -509,18 +512,41 @@ def _read_library(source: str | Path | pd.DataFrame, columns: list[str]) -> tupl
     return table, str(path)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    """A parquet table as pandas, each Arrow column freed as soon as it is converted (``self_destruct``,
-    column by column) and the freed memory handed back, so the file's Arrow buffers and the frame are
-    never both held whole."""
-    import pyarrow.parquet
+class _ParquetColumns:
+    """A parquet table read a column (or a few) at a time, as ``read_counts`` asks for them: ``table[name]``
+    is a Series, ``table[[names]]`` a DataFrame, each read from the file when asked. Only the columns
+    being converted are in memory beside what is already converted (for 10^7 compounds, the SMILES column
+    alone rather than the whole table and its pandas copy). Text columns come as Arrow-backed strings (no
+    Python object per row); whatever goes wrong in the file is a DELDataError naming it."""
 
-    table = pyarrow.parquet.read_table(path)
-    # text columns stay Arrow strings (no Python object per row) until they are checked chunk by chunk
-    frame = table.to_pandas(split_blocks=True, self_destruct=True, types_mapper=_arrow_text)
-    del table
-    _release_arrow_memory()
-    return frame
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet
+
+        self.path = path
+        self._file = read_file(path, "parquet", lambda: pyarrow.parquet.ParquetFile(path))
+        self.columns = [str(c) for c in self._file.schema_arrow.names]
+        self._rows = self._file.metadata.num_rows
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __getitem__(self, names: str | list[str]) -> pd.Series | pd.DataFrame:
+        wanted = [names] if isinstance(names, str) else list(names)
+        frame = read_file(self.path, "parquet", lambda: self._read(wanted))
+        return frame[names]
+
+    def __delitem__(self, name: str) -> None:
+        """Nothing to free: a column is in memory only while it is converted."""
+
+    def frame(self) -> pd.DataFrame:
+        """The whole table as one DataFrame (for completing it from a library)."""
+        return self[self.columns]
+
+    def _read(self, names: list[str]) -> pd.DataFrame:
+        table = self._file.read(columns=names)
+        frame = table.to_pandas(split_blocks=True, self_destruct=True, types_mapper=_arrow_text)
+        del table
+        return frame
 
 
 def _arrow_text(kind: pyarrow.DataType) -> Any:

@@ -33,6 +33,7 @@ charge inserted; the SMILES RDKit parses as written are never touched.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from delpyro import workers
 from delpyro.data import rows_text
 
 __all__ = ["RULES", "Repair", "has_inner_space", "invalid_smiles", "repair_smiles"]
@@ -133,16 +135,33 @@ def repair_smiles(smiles: Sequence[Any] | np.ndarray) -> Repair:
     )
 
 
-def invalid_smiles(smiles: Sequence[Any]) -> np.ndarray:
+def invalid_smiles(smiles: Sequence[Any], n_jobs: int | None = None) -> np.ndarray:
     """Positions of entries RDKit cannot parse: missing and empty strings, and SMILES with whitespace inside
-    them (RDKit reads ``"CC O"`` as ethane named ``O``: the rest would be lost without a word)."""
+    them (RDKit reads ``"CC O"`` as ethane named ``O``: the rest would be lost without a word). Inputs above
+    :data:`~delpyro.workers.PARALLEL_THRESHOLD` are parsed in chunks by ``n_jobs`` worker processes (None:
+    every CPU)."""
+    n = len(smiles)
+    processes = workers.n_workers(n_jobs)
+    if processes == 1 or n <= workers.PARALLEL_THRESHOLD:
+        return _invalid_in((0, smiles))
+    size = workers.chunk_size(n, processes)
+    chunks = ((start, smiles[start : start + size]) for start in range(0, n, size))
+    with workers.pool_context().Pool(processes=min(processes, math.ceil(n / size))) as pool:
+        parts = list(pool.imap(_invalid_in, chunks))
+    return np.concatenate(parts)
+
+
+def _invalid_in(chunk: tuple[int, Sequence[Any]]) -> np.ndarray:
+    """Positions (counted from ``start``) of the entries of ``(start, smiles)`` RDKit cannot parse; runs in
+    worker processes too."""
     from rdkit import Chem, rdBase
 
+    start, smiles = chunk
     bad = []
     with rdBase.BlockLogs():  # RDKit's own complaints, one per bad SMILES, are summarized by the caller
         for i, s in enumerate(smiles):
             if not isinstance(s, str) or not s.strip() or has_inner_space(s) or Chem.MolFromSmiles(s) is None:
-                bad.append(i)
+                bad.append(start + i)
     return np.asarray(bad, dtype=np.int64)
 
 

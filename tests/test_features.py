@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import AllChem, rdFingerprintGenerator
 
-from delpyro import features
+from delpyro import features, workers
 from delpyro.data import DELDataError
 from delpyro.features import fingerprints, molecular_weight, unpack_bits
 
@@ -300,14 +300,13 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path):
 def test_a_cached_result_maps_the_file_and_a_new_cache_leaves_old_maps_whole(tmp_path):
     """With a cache the fingerprints are the file, memory-mapped read-only (computed chunk by chunk into it,
     several chunks here); rewriting the cache replaces the file, so an array mapped before keeps its rows."""
-    import delpyro.features as features
 
     smiles = DRUG_SMILES * 3
-    old_chunk, features.MAX_CHUNK_SIZE = features.MAX_CHUNK_SIZE, 4  # several chunks of a small input
+    old_chunk, workers.MAX_CHUNK_SIZE = workers.MAX_CHUNK_SIZE, 4  # several chunks of a small input
     try:
         mapped = fingerprints(smiles, cache_dir=tmp_path, n_jobs=1)
     finally:
-        features.MAX_CHUNK_SIZE = old_chunk
+        workers.MAX_CHUNK_SIZE = old_chunk
     assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
     np.testing.assert_array_equal(mapped, fingerprints(smiles))
     (path,) = tmp_path.glob("*.npy")
@@ -329,8 +328,8 @@ def test_invalid_smiles_are_not_cached(tmp_path):
 @pytest.fixture
 def low_threshold(monkeypatch):
     """Send anything above 10 SMILES to worker processes, 8 SMILES to a chunk."""
-    monkeypatch.setattr(features, "PARALLEL_THRESHOLD", 10)
-    monkeypatch.setattr(features, "MIN_CHUNK_SIZE", 8)
+    monkeypatch.setattr(workers, "PARALLEL_THRESHOLD", 10)
+    monkeypatch.setattr(workers, "MIN_CHUNK_SIZE", 8)
     calls = []
     original = features._compute_parallel
 
@@ -365,7 +364,7 @@ def test_spawned_workers_give_the_same_bytes(low_threshold, monkeypatch):
     # where fork is unavailable the workers are spawned: fresh interpreters that import delpyro
     import multiprocessing
 
-    monkeypatch.setattr(features, "_pool_context", lambda: multiprocessing.get_context("spawn"))
+    monkeypatch.setattr(workers, "pool_context", lambda: multiprocessing.get_context("spawn"))
     smiles = DRUG_SMILES[:20]
     assert fingerprints(smiles, n_jobs=2).tobytes() == fingerprints(smiles, n_jobs=1).tobytes()
     assert low_threshold == [2]

@@ -12,8 +12,9 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdMolDescriptors
 
 import delpyro
-from delpyro import DELDataError, read_counts
-from delpyro.repair import repair_smiles
+from delpyro import DELDataError, read_counts, workers
+from delpyro.data import STRINGS
+from delpyro.repair import invalid_smiles, repair_smiles
 
 #: Where the UNCDEL003 53BP1 files are: shipped inside the package (delpyro.datasets reads them).
 UNCDEL003 = Path(delpyro.__file__).parent / "screens" / "uncdel003_53bp1"
@@ -259,6 +260,24 @@ def test_parseable_smiles_are_never_rewritten() -> None:
     smiles = ["OCC", "C[N+](C)(C)C", "c1ccccc1", "N[C@@H](C)C(=O)O", " CCC "]
     result = repair_smiles(smiles)
     assert result.smiles.tolist() == smiles and result.repaired.size == 0 and result.unfixable.size == 0
+
+
+def test_smiles_are_checked_in_worker_processes_with_the_same_answer(monkeypatch) -> None:
+    """Above the threshold the rows go to worker processes in chunks; the positions found are the rows'
+    own, in order, whichever chunk they fell in (bad rows in the first, a middle and the last chunk)."""
+    monkeypatch.setattr(workers, "PARALLEL_THRESHOLD", 10)
+    monkeypatch.setattr(workers, "MIN_CHUNK_SIZE", 7)
+    smiles = np.array(["CCO", "c1ccccc1", "CC(=O)N"] * 20, dtype=STRINGS)
+    for row in (0, 8, 29, 33, 59):
+        smiles[row] = ["C1CC", "", "CC O", "C(", "C[N](C)(C)C"][(0, 8, 29, 33, 59).index(row)]
+    pools = []
+    real = workers.pool_context
+    monkeypatch.setattr(workers, "pool_context", lambda: pools.append(1) or real())
+    found = invalid_smiles(smiles, n_jobs=2)
+    assert pools == [1]
+    assert found.tolist() == [0, 8, 29, 33, 59] == invalid_smiles(smiles, n_jobs=1).tolist()
+    repaired = repair_smiles(smiles)
+    assert repaired.repaired.tolist() == [59] and repaired.unfixable.tolist() == [0, 8, 29, 33]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ README = PACKAGE.parent / "README.md"
 
 #: Each module's layer, bottom first: a module may import only modules of lower layers.
 LAYERS = [
-    ("keys", "widgets", "files"),  # batch keys; the training display (fed numbers); safe file writes
+    ("keys", "widgets", "files", "workers"),  # batch keys; the training display; safe file writes; worker pools
     ("data",),  # the screen container
     ("repair", "library"),  # SMILES repair; completing an observed-only table from its library
     ("reading", "splits", "batches", "features", "baselines", "simulate"),
