@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,17 +60,31 @@ def _status_kb(field: str) -> int:
 class MemoryWatch:
     """Peak memory of this process: the kernel's peak resident set (VmHWM, which counts pages of
     memory-mapped files read so far) and the peak of anonymous memory (RssAnon: what the process itself
-    allocated), the latter sampled every ``interval`` seconds in a thread."""
+    allocated), the latter sampled every ``interval`` seconds in a thread, overall and per stage
+    (:meth:`stage` names the stage under way; ``stage_peaks_kb`` holds each finished stage's peak)."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, stage: str = "start") -> None:
         self.interval = interval
         self.peak_anon_kb = _status_kb("RssAnon")
+        self.stage_peaks_kb: dict[str, int] = {}
+        self._stage, self._stage_peak_kb = stage, self.peak_anon_kb
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        now = _status_kb("RssAnon")
+        self.peak_anon_kb = max(self.peak_anon_kb, now)
+        self._stage_peak_kb = max(self._stage_peak_kb, now)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak_anon_kb = max(self.peak_anon_kb, _status_kb("RssAnon"))
+            self._sample()
+
+    def stage(self, name: str) -> None:
+        """End the stage under way (its peak goes to ``stage_peaks_kb``) and start ``name``."""
+        self._sample()
+        self.stage_peaks_kb[self._stage] = self._stage_peak_kb
+        self._stage, self._stage_peak_kb = name, _status_kb("RssAnon")
 
     def __enter__(self) -> MemoryWatch:
         self._thread.start()
@@ -78,7 +93,7 @@ class MemoryWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_anon_kb = max(self.peak_anon_kb, _status_kb("RssAnon"))
+        self.stage("end")
 
     @staticmethod
     def anon_kb() -> int:
@@ -141,16 +156,22 @@ def prepared_screen(folder: Path, n_per_cycle: tuple[int, int, int], n_poses: in
 
 
 class StopAfter:
-    """A fit callback that ends training after ``steps`` steps (None: never)."""
+    """A fit callback that ends training after ``steps`` steps (None: never); it counts the compounds
+    trained on, and calls ``on_first_step`` (when given) after the first step."""
 
-    def __init__(self, steps: int | None) -> None:
+    def __init__(self, steps: int | None, on_first_step: Callable[[], None] | None = None) -> None:
         self.steps = steps
         self.stop_requested = False
         self.taken = 0
+        self.compounds = 0
+        self.on_first_step = on_first_step
 
     def __call__(self, event: str, info: dict) -> None:
         if event == "step":
             self.taken += 1
+            self.compounds += info["compounds"]
+            if self.taken == 1 and self.on_first_step is not None:
+                self.on_first_step()
             self.stop_requested = self.steps is not None and self.taken >= self.steps
 
 

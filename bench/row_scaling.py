@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from delpyro.model import DELModel
     from delpyro.results import FitResult
     from delpyro.steps import train_step
+    from delpyro.train import MovingAverage
 
     machine_lines("cpu")
     screen = delpyro.simulate_del(n_per_cycle=(30, 30, 30), seed=0)
@@ -65,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             batch[SCREEN_SIZE] = rows
             batches.append(batch)
 
-        def step(batch, result=result) -> None:
+        average = MovingAverage()  # fit's own: the batch's rows named before the step, averaged after it
+
+        def step(batch, result=result, average=average) -> None:
+            average.on_batch(result, batch)
             train_step(result.svi, batch, validate=False)
-            with result.model.param_scope():
-                result.ema.update()
+            average.on_step(result, {})
 
         for batch in batches[:5]:
             step(batch)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         times[rows] = (time.perf_counter() - started) / args.steps * 1e3
         line(f"rows_{rows}_ms_per_step", times[rows])
         averaged = sum(v.shape[0] for k, v in result.ema.shadow.items() if k.endswith(".compound_effect"))
-        line(f"rows_{rows}_moving_average_rows", averaged)  # the moving average covers every row
+        line(f"rows_{rows}_moving_average_rows", averaged)  # read, the moving average covers every row
         line(f"rows_{rows}_ratio", times[rows] / times[sizes[0]])
         del result, batches
     return 0

@@ -49,23 +49,16 @@ import torch.distributed as dist
 
 from delpyro.batches import Shard
 from delpyro.keys import BATCH_TOTAL, INDEX
-from delpyro.model import COMPOUND_EFFECT, DELModel
+from delpyro.model import DELModel, is_compound_row
 
 __all__ = [
     "GradientExchange",
     "Group",
     "Processes",
     "gather_state",
-    "is_compound_row",
     "join_group",
     "shard_state",
 ]
-
-
-def is_compound_row(name: str) -> bool:
-    """Whether a parameter (or its optimizer state, or moving average) has a row per screened compound:
-    the guide's parameters of the per-compound effects, which a process keeps for its shard only."""
-    return name.rsplit(".", 1)[-1] == COMPOUND_EFFECT
 
 
 @dataclass(frozen=True)

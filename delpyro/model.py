@@ -168,6 +168,7 @@ __all__ = [
     "NetworkEnrichments",
     "PairSubsample",
     "WeightedPlate",
+    "is_compound_row",
 ]
 
 # ---- site names (per arm: fill in ``arm``)
@@ -201,6 +202,14 @@ COMPOUND_EFFECT_ON = "compound_{arm}_effect"
 #: (``bb_pair_z``, in the pair plate). A guide keeps a row of parameters per member, and the optimizer
 #: moves a row only when its batch holds it.
 LOCAL_SITES = (COMPOUND_EFFECT, BB_PAIR_Z)
+
+
+def is_compound_row(name: str) -> bool:
+    """Whether a parameter (or its optimizer state, or moving average) of the store has a row per screened
+    compound: the guide's parameters of the per-compound effects."""
+    return name.rsplit(".", 1)[-1] == COMPOUND_EFFECT
+
+
 # ---- point estimates (Pyro params) of the "learned" settings
 GATE_LOGITS = "{arm}_gate_logits"
 LOG_CONCENTRATION = "{arm}_log_concentration"

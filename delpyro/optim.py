@@ -19,7 +19,7 @@ import torch
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam as _TorchClippedAdam
 
-from delpyro.model import LOCAL_SITES
+from delpyro.model import LOCAL_SITES, is_compound_row
 
 __all__ = ["EMA", "FusedClippedAdam", "RowwiseClippedAdam", "make_optim"]
 
@@ -229,36 +229,114 @@ def make_optim(
 class EMA:
     """Exponential moving average of every parameter in a model's store (for evaluation and prediction).
 
-    At update k the decay is min(decay, (1 + k) / (10 + k)), so the average forgets the random start.
+    At update k the decay is :math:`d_k = \\min(d, (1 + k) / (10 + k))`, so the average forgets the random
+    start: :math:`s_k = d_k s_{k-1} + (1 - d_k) v_k` for each parameter's value :math:`v_k` after step k.
+
+    The per-compound rows (:func:`~delpyro.model.is_compound_row`) are averaged lazily, so that a step
+    costs what its batch holds rather than what the screen holds. A row moves only on the steps whose
+    batch holds its compound; between those its value :math:`v` stays put, and the average after steps
+    :math:`j+1 \\ldots k` is exactly :math:`v + \\prod_{i=j+1}^{k} d_i \\, (s_j - v)`. So before a step
+    (:meth:`before_step`, given the rows the batch reads) those rows are brought up to date with their
+    values of then, the update after the step averages those rows only, and every row is brought up to date
+    whenever the averages are read (:attr:`shadow`, :meth:`applied`, :meth:`state_dict`). An update
+    without :meth:`before_step` first averages every row, as for any other parameter. The result is that of
+    averaging every row at every step, up to rounding.
     """
 
     def __init__(self, decay: float | None) -> None:
         self.decay = decay
         self.updates = 0
-        self.shadow: dict[str, torch.Tensor] = {}
+        self._shadow: dict[str, torch.Tensor] = {}
+        #: the per-compound row parameters averaged lazily (the store's tensors, seen at the last update)
+        self._row_params: dict[str, torch.Tensor] = {}
+        #: the running sum of log d_i since every row was last brought up to date: entry j after j updates
+        self._log_decay = torch.zeros(64, dtype=torch.float64)
+        self._n_logs = 1
+        #: per compound row, the entry of ``_log_decay`` it was last brought up to date at (int32)
+        self._since: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None  # the rows of the step under way (from before_step)
 
+    @property
+    def shadow(self) -> dict[str, torch.Tensor]:
+        """The averages, every row up to date."""
+        self._catch_up_all()
+        return self._shadow
+
+    @torch.no_grad()
+    def before_step(self, rows: torch.Tensor) -> None:
+        """Bring the averages of the per-compound ``rows`` a step is about to move up to date (before the
+        optimizer step); the next :meth:`update` averages those rows only."""
+        if self.decay is None:
+            return
+        if self._row_params and self._since is not None:
+            factor = self._factors(self._since[rows])
+            for name, value in self._row_params.items():
+                shadow, current = self._shadow[name], value.detach()[rows]
+                shape = (-1, *[1] * (current.dim() - 1))
+                shadow[rows] = current + factor.view(shape) * (shadow[rows] - current)
+            self._since[rows] = self._n_logs - 1
+        self._rows = rows
+
+    @torch.no_grad()
     def update(self) -> None:
         """Call inside the model's param scope, after an optimizer step."""
         if self.decay is None:
             return
         self.updates += 1
         decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        with torch.no_grad():
-            shadows, values = [], []
-            for name, value in pyro.get_param_store().named_parameters():
-                if name in self.shadow:
-                    shadows.append(self.shadow[name])
-                    values.append(value.detach())
-                else:
-                    self.shadow[name] = value.detach().clone()
-            if shadows:  # shadow = decay * shadow + (1 - decay) * value, in two fused kernels
-                torch._foreach_mul_(shadows, decay)
-                torch._foreach_add_(shadows, values, alpha=1.0 - decay)
+        rows, self._rows = self._rows, None
+        if rows is None:  # no rows named: every row is averaged, as before_step was never called
+            self._catch_up_all()
+        shadows, values = [], []
+        self._row_params = {}
+        for name, value in pyro.get_param_store().named_parameters():
+            if name not in self._shadow:
+                self._shadow[name] = value.detach().clone()
+                continue
+            if rows is not None and is_compound_row(name):
+                shadow = self._shadow[name]
+                shadow[rows] = decay * shadow[rows] + (1.0 - decay) * value.detach()[rows]
+                self._row_params[name] = value
+            else:
+                shadows.append(self._shadow[name])
+                values.append(value.detach())
+        if shadows:  # shadow = decay * shadow + (1 - decay) * value, in two fused kernels
+            torch._foreach_mul_(shadows, decay)
+            torch._foreach_add_(shadows, values, alpha=1.0 - decay)
+        if self._row_params:
+            self._add_log_decay(math.log(decay))
+            if self._since is None:
+                n = next(iter(self._row_params.values())).shape[0]
+                self._since = torch.zeros(n, dtype=torch.int32, device=rows.device)
+            self._since[rows] = self._n_logs - 1
+
+    def _add_log_decay(self, value: float) -> None:
+        if self._n_logs == len(self._log_decay):
+            self._log_decay = torch.cat([self._log_decay, torch.zeros_like(self._log_decay)])
+        self._log_decay[self._n_logs] = self._log_decay[self._n_logs - 1] + value
+        self._n_logs += 1
+
+    def _factors(self, since: torch.Tensor) -> torch.Tensor:
+        """prod d_i over the updates since each row's entry ``since``, as float32 on its device."""
+        logs = self._log_decay[: self._n_logs]
+        return torch.exp(logs[-1] - logs).to(torch.float32).to(since.device)[since.long()]
+
+    @torch.no_grad()
+    def _catch_up_all(self) -> None:
+        """Bring every row's average up to date, in place, and start the running sum anew."""
+        if self._since is None or self._n_logs == 1:
+            return
+        factor = self._factors(self._since)
+        for name, value in self._row_params.items():
+            shadow = self._shadow[name]
+            shadow.sub_(value.detach()).mul_(factor.view(-1, *[1] * (shadow.dim() - 1))).add_(value.detach())
+        self._n_logs = 1
+        self._since.zero_()
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The averaged values in place of the parameters (inside the model's param scope)."""
-        if not self.shadow:
+        if not self._shadow:
             yield
             return
         saved = {}
@@ -276,9 +354,11 @@ class EMA:
                     store[name].copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
+        """The decay, the number of updates and the averages (every row up to date)."""
         return {"decay": self.decay, "updates": self.updates, "shadow": {k: v.clone() for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = state["decay"]
         self.updates = state["updates"]
-        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        self._shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        self._row_params, self._n_logs, self._since, self._rows = {}, 1, None, None

@@ -45,6 +45,7 @@ from delpyro.distributed import (
     per_process_seed,
     shard_state,
 )
+from delpyro.effects import screened_positions
 from delpyro.encoding import Encoding, screen_digest
 from delpyro.guides import build_guide
 from delpyro.keys import BATCH_TOTAL, INDEX
@@ -66,6 +67,9 @@ class Callback:
     def on_start(self, result: FitResult) -> None:
         """Before the first step (of a fresh or a resumed run)."""
 
+    def on_batch(self, result: FitResult, batch: dict[str, Any]) -> None:
+        """Before a step is taken on ``batch``."""
+
     def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
         """After a step; ``info``: step, epoch, loss, compounds in the batch, epochs, steps_per_epoch."""
 
@@ -77,7 +81,12 @@ class Callback:
 
 
 class MovingAverage(Callback):
-    """The exponential moving average of the parameters (``result.ema``), updated after every step."""
+    """The exponential moving average of the parameters (``result.ema``), updated after every step; the
+    per-compound rows of the batch only (:class:`~delpyro.optim.EMA`, named before the step)."""
+
+    def on_batch(self, result: FitResult, batch: dict[str, Any]) -> None:
+        if "compound" in result.model.encoding.terms:
+            result.ema.before_step(screened_positions(batch)[0])
 
     def on_step(self, result: FitResult, info: dict[str, Any]) -> None:
         with result.model.param_scope():
@@ -364,6 +373,8 @@ def fit(
             total = 0.0
             seen = 0
             for batch in batches:
+                for callback in loop:
+                    callback.on_batch(result, batch)
                 try:
                     loss = train_step(result.svi, batch, validate=result.step == first_step, exchange=exchange)
                 except NonFiniteLossError as err:

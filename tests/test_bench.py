@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from delpyro import ModelConfig
+from delpyro.config import batch_size_for
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -49,6 +52,18 @@ def test_memory_quick(tmp_path: Path) -> None:
         assert float(values[f"{model}_peak_rss_mb"]) >= float(values[f"{model}_baseline_mb"])
         assert int(values[f"{model}_steps"]) == 3
         assert float(values[f"{model}_after_training_anon_mb"]) > 0
+        # stage peaks lie between the baseline and the whole run's peak; the training stage holds the reading's
+        stages = [float(values[f"{model}_stage_{stage}_bytes_per_compound"]) for stage in ("read", "first_step")]
+        whole = float(values[f"{model}_anon_bytes_per_compound"])
+        assert all(0 < peak <= whole + 1e-9 for peak in stages)
+        assert float(values[f"{model}_stage_training_bytes_per_compound"]) <= whole + 1e-9
+        trained = int(values[f"{model}_compounds_trained"])
+        config = ModelConfig() if model == "default" else ModelConfig.preset("del-dock")
+        n = int(values[f"{model}_compounds"])
+        assert trained == 3 * (config.batch_size or batch_size_for(n))
+        assert float(values[f"{model}_us_per_compound"]) == pytest.approx(
+            1e6 * float(values[f"{model}_epoch_s"]) / trained, rel=1e-3
+        )
 
 
 def test_row_scaling_quick() -> None:

@@ -20,8 +20,9 @@ from scipy.stats import spearmanr
 import delpyro
 from delpyro import ModelConfig
 from delpyro.batches import Minibatches, Shard, ShardedMinibatches
-from delpyro.distributed import Processes, is_compound_row, shard_state
+from delpyro.distributed import Processes, shard_state
 from delpyro.keys import BATCH_TOTAL, INDEX, SCREEN_SIZE, TRAINING_POSITION
+from delpyro.model import is_compound_row
 from tests.helpers import params_of
 
 #: a model whose fit is deterministic (point estimates, no dropout), so two processes must give the
@@ -230,6 +231,7 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
     script.write_text(
         textwrap.dedent(
             f"""
+            import sys
             import torch.distributed
             import delpyro
             train = delpyro.read_counts({str(tmp_path / "train.parquet")!r}, preset="delpyro")
@@ -237,7 +239,8 @@ def test_torchrun_runs_the_documented_script(parts, tmp_path) -> None:
             result = delpyro.fit(train, None, config, epochs=2, batch_size=200, progress="text", distributed=True)
             if result is not None:
                 result.save({str(tmp_path / "fit.pt")!r})
-            print("rank result", result is not None)
+            sys.stdout.write(f"rank result {{result is not None}}\\n")  # one write: the processes share the pipe
+            sys.stdout.flush()
             torch.distributed.barrier()
             delpyro.write_predictions(
                 delpyro.load({str(tmp_path / "fit.pt")!r}), train, {str(tmp_path / "predictions")!r},

@@ -53,3 +53,44 @@ def test_fused_optimizer_equals_one_clipped_adam_per_parameter(monkeypatch) -> N
     a, b = params_of(resumed), params_of(straight)
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=0, atol=1e-6), name
+
+
+def test_the_lazy_moving_average_of_compound_rows_equals_averaging_every_row() -> None:
+    """Rows named before each step are averaged lazily; read at any point, the averages are those of
+    averaging every row after every step (the reference: updates with no rows named)."""
+    pyro.clear_param_store()
+    generator = torch.Generator().manual_seed(0)
+    rows_param = pyro.param("AutoNormal.locs.compound_effect", torch.randn(50, 2, generator=generator))
+    global_param = pyro.param("AutoNormal.locs.sigma", torch.randn(3, generator=generator))
+    lazy, dense = optim.EMA(0.97), optim.EMA(0.97)
+    for step in range(1, 61):
+        batch = torch.randperm(50, generator=generator)[:7]
+        lazy.before_step(batch)
+        with torch.no_grad():  # the optimizer moves the batch's rows only, and the globals
+            rows_param[batch] += torch.randn(7, 2, generator=generator)
+            global_param += 0.1 * torch.randn(3, generator=generator)
+        lazy.update()
+        dense.update()
+        if step == 30:
+            untouched = torch.ones(50, dtype=torch.bool)
+            untouched[batch] = False
+            stale = lazy._shadow["AutoNormal.locs.compound_effect"][untouched]
+            assert not torch.allclose(stale, dense._shadow["AutoNormal.locs.compound_effect"][untouched])
+            for name, value in dense.shadow.items():  # reading brings every row up to date
+                torch.testing.assert_close(lazy.shadow[name], value, rtol=1e-5, atol=1e-5)
+    for name, value in dense.shadow.items():
+        torch.testing.assert_close(lazy.shadow[name], value, rtol=1e-5, atol=1e-5)
+    # saved and loaded mid-run, the lazy average goes on as before
+    saved = lazy.state_dict()
+    again = optim.EMA(None)
+    again.load_state_dict(saved)
+    for ema in (lazy, again, dense):
+        ema.before_step(torch.tensor([3, 4]))
+    with torch.no_grad():
+        rows_param[torch.tensor([3, 4])] -= 1.0
+    for ema in (lazy, again, dense):
+        ema.update()
+    for name, value in dense.shadow.items():
+        torch.testing.assert_close(again.shadow[name], value, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lazy.shadow[name], value, rtol=1e-5, atol=1e-5)
+    pyro.clear_param_store()
