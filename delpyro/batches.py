@@ -15,9 +15,27 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from delpyro.keys import BATCH_TOTAL, INDEX, SCREEN_SIZE, TRAINING_POSITION
+from delpyro.keys import (
+    BATCH_TOTAL,
+    BLOCK_CODES,
+    CONTROL_COUNTS,
+    INDEX,
+    SCREEN_SIZE,
+    TARGET_COUNTS,
+    TRAINING_POSITION,
+)
 
-__all__ = ["Minibatches", "Shard", "ShardedMinibatches"]
+__all__ = ["BATCH_DTYPES", "Minibatches", "Shard", "ShardedMinibatches"]
+
+#: The dtype a batch holds each of these in (:mod:`delpyro.keys`), whatever the array it is sliced from
+#: holds: a screen's counts are sliced from its own int64 array and block codes from an int32 one, each
+#: batch cast on its way out, so that the screen's arrays are not copied whole to another dtype.
+BATCH_DTYPES = {
+    TARGET_COUNTS: torch.float32,
+    CONTROL_COUNTS: torch.float32,
+    BLOCK_CODES: torch.int64,
+    TRAINING_POSITION: torch.int64,
+}
 
 
 class Minibatches:
@@ -33,7 +51,9 @@ class Minibatches:
 
     A memory-mapped array (``np.load(path, mmap_mode="r")``, as ``read_counts`` opens a ``.npy`` of pose
     features) is not loaded: each batch reads its rows from the file, so a screen's poses need not fit
-    in memory. Every other array is turned into one tensor up front.
+    in memory. Every other array is turned into one tensor up front. Batches hold the arrays named in
+    :data:`BATCH_DTYPES` in the dtype named there (cast batch by batch; on a GPU an array is cast once,
+    up front, when that makes it no larger).
 
     Each batch is a dict of tensors with the same keys plus ``INDEX`` (``"index"``: int64 row positions)
     and ``SCREEN_SIZE`` (``"screen_size"``: the number of rows in all, a Python int, what a subsampled
@@ -74,6 +94,9 @@ class Minibatches:
                     array = np.array(array)
                 array = np.ascontiguousarray(array)
                 array = torch.from_numpy(array)
+            wanted = BATCH_DTYPES.get(name, array.dtype)
+            if torch.device(device).type != "cpu" and wanted.itemsize <= array.dtype.itemsize:
+                array = array.to(wanted)  # cast before the copy to the device, not per batch
             self.tensors[name] = array.to(device)
             lengths.add(int(array.shape[0]))
         if len(lengths) != 1:
@@ -128,13 +151,23 @@ class Minibatches:
                 batch[INDEX] = index
                 batch.update(self._mapped_rows(index))
             batch[SCREEN_SIZE] = self.n
-            yield batch
+            yield _in_batch_dtypes(batch)
+
+
+def _in_batch_dtypes(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` with every key of :data:`BATCH_DTYPES` (and ``INDEX``, int64) in its dtype."""
+    for name, dtype in (*BATCH_DTYPES.items(), (INDEX, torch.int64)):
+        value = batch.get(name)
+        if value is not None and value.dtype != dtype:
+            batch[name] = value.to(dtype)
+    return batch
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of a shuffled epoch's rows: the same on every process, from the seed and the epoch."""
+    """The order of a shuffled epoch's rows: the same on every process, from the seed and the epoch (int32
+    below 2^31 rows: the same permutation as int64, in half the memory)."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=generator, dtype=torch.int32 if n < 2**31 else torch.int64)
 
 
 class Shard(NamedTuple):
@@ -208,7 +241,7 @@ class ShardedMinibatches(Minibatches):
         order = _epoch_order(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
         self.epoch += 1
         for start in range(0, self.n, self.batch_size):
-            members = order[start : start + self.batch_size]
+            members = order[start : start + self.batch_size].long()
             found = torch.searchsorted(self.rows, members).clamp(max=max(self.n_held - 1, 0))
             mine = self.rows[found] == members if self.n_held else torch.zeros_like(members, dtype=torch.bool)
             local = found[mine].to(self.device)
@@ -220,4 +253,4 @@ class ShardedMinibatches(Minibatches):
             batch[INDEX] = members[mine].to(self.device)
             batch[SCREEN_SIZE] = self.n
             batch[BATCH_TOTAL] = len(members)
-            yield batch
+            yield _in_batch_dtypes(batch)

@@ -320,11 +320,12 @@ class Encoding:
     # ---- any screen -> arrays ----------------------------------------------------------------------------
     def encode(self, data: DELData, *, cache_dir: str | None = None, counts: bool = True) -> dict[str, np.ndarray]:
         """The arrays a batch is sliced from (keys of :mod:`delpyro.keys`), assembled once: packed
-        fingerprints, poses, block codes, training positions, the load offset, and (with ``counts``) the
-        counts as float32, which need the training screen's replicates: other replicates raise a
-        :class:`~delpyro.data.DELDataError` naming both sets (a loss scored without the counts would
-        mean nothing). A compound takes its training position only when its id and its SMILES both
-        match a training compound's; any other compound is new (-1)."""
+        fingerprints, poses, block codes (int32), training positions, the load offset, and (with
+        ``counts``) the counts, the screen's own int64 arrays (batches hold both in the dtypes of
+        :data:`~delpyro.batches.BATCH_DTYPES`). Counts need the training screen's replicates: other
+        replicates raise a :class:`~delpyro.data.DELDataError` naming both sets (a loss scored without the
+        counts would mean nothing). A compound takes its training position only when its id and its
+        SMILES both match a training compound's; any other compound is new (-1)."""
         arrays: dict[str, np.ndarray] = {}
         if "fingerprint" in self.terms and self.features == "building_blocks":
             arrays[FINGERPRINTS] = self.block_features(data, cache_dir=cache_dir)
@@ -354,9 +355,9 @@ class Encoding:
                     f"{data.control_names} differ from the training screen's {self.target_names} and "
                     f"{self.control_names}; a loss needs the same replicates (rename or select its columns)"
                 )
-            arrays[TARGET_COUNTS] = data.target_counts.astype(np.float32)
+            arrays[TARGET_COUNTS] = data.target_counts  # the screen's own int64 array: batches cast their rows
             if data.n_control_replicates:
-                arrays[CONTROL_COUNTS] = data.control_counts.astype(np.float32)
+                arrays[CONTROL_COUNTS] = data.control_counts
         if self.uses_load:
             if data.load is None:
                 raise DELDataError("load: the model was trained with a load offset, and this screen has no load")
@@ -407,7 +408,7 @@ class Encoding:
         return positions
 
     def block_codes(self, data: DELData) -> np.ndarray:
-        """int64 ``[n_compounds, n_families]``: each compound's slot in every family, in the training
+        """int32 ``[n_compounds, n_families]``: each compound's slot in every family, in the training
         vocabulary; blocks and pairs not seen in training get their family's last (unseen) slot."""
         if data.building_blocks is None:
             raise DELDataError(
@@ -424,7 +425,7 @@ class Encoding:
             known = np.asarray(self.pair_keys[name], dtype=np.int64)
             position = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
             found = known[position] == keys if known.size else np.zeros(len(keys), bool)
-            columns.append(np.where(found & ~unseen, position, len(known))[:, None])
+            columns.append(np.where(found & ~unseen, position, len(known)).astype(np.int32)[:, None])
         return np.concatenate(columns, axis=1)
 
     def example_batch(self, size: int = 1, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -491,8 +492,8 @@ def from_text_tensors(values: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 def _block_codes(frame: Any, vocabulary: dict[str, list[str]]) -> np.ndarray:
-    """int64 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
-    codes = np.empty((len(frame), len(vocabulary)), dtype=np.int64)
+    """int32 [n, n_cycles]: each block's position in its cycle's vocabulary; unseen blocks get len(vocabulary)."""
+    codes = np.empty((len(frame), len(vocabulary)), dtype=np.int32)
     for k, (cycle, ids) in enumerate(vocabulary.items()):
         found = pd.Index(ids, dtype=object).get_indexer(frame[cycle])  # a C hash table, no int per row
         codes[:, k] = np.where(found < 0, len(ids), found)
@@ -507,4 +508,4 @@ def _pair_keys(codes: np.ndarray, vocabulary: dict[str, list[str]]) -> Iterator[
         for m in range(k + 1, len(cycles)):
             width = len(vocabulary[cycles[m]]) + 1
             unseen = (codes[:, k] == len(vocabulary[cycles[k]])) | (codes[:, m] == width - 1)
-            yield f"{cycles[k]}+{cycles[m]}", codes[:, k] * width + codes[:, m], unseen
+            yield f"{cycles[k]}+{cycles[m]}", codes[:, k].astype(np.int64) * width + codes[:, m], unseen

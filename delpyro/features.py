@@ -39,7 +39,7 @@ import hashlib
 import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 
 from delpyro import workers
-from delpyro.data import DELDataError
+from delpyro.data import STRINGS, DELDataError
 from delpyro.files import replacing
 from delpyro.repair import has_inner_space
 
@@ -63,6 +63,8 @@ __all__ = [
 
 #: Rows turned into bits at once before packing (bounds the temporary unpacked buffer).
 _BLOCK_ROWS = 1_024
+#: SMILES joined at once when the cache file's name is hashed
+_HASH_CHUNK = 1 << 16
 #: How many offending rows an error message lists.
 _MAX_ROWS_SHOWN = 10
 _COLUMN = "smiles"
@@ -73,8 +75,10 @@ _EXPECTED = "expected a non-empty SMILES string that RDKit can parse"
 # input checks
 
 
-def _smiles_list(smiles) -> list:
-    """The SMILES as a Python list, after checking that it is a one-dimensional collection."""
+def _smiles_sequence(smiles) -> Sequence:
+    """The SMILES as a Python list, after checking that it is a one-dimensional collection; an array of
+    :data:`~delpyro.data.STRINGS` (a screen's column) is kept as it is, rather than made one Python string
+    per compound (10^7 of them would be a gigabyte)."""
     if isinstance(smiles, (str, bytes)):
         raise TypeError(
             "smiles must be a sequence of SMILES strings (list, numpy array, pandas Series), "
@@ -86,6 +90,8 @@ def _smiles_list(smiles) -> list:
             f"column '{_COLUMN}': expected a one-dimensional collection of SMILES, got an object with "
             f"{ndim} dimensions ({type(smiles).__name__})"
         )
+    if isinstance(smiles, np.ndarray) and smiles.dtype == STRINGS:
+        return smiles
     if hasattr(smiles, "tolist"):
         return smiles.tolist()
     return list(smiles)
@@ -192,7 +198,8 @@ def _cache_path(cache_dir, smiles: list, radius: int, n_bits: int, use_chirality
     digest.update(header.encode())
     # The lengths and the concatenation together fix the sequence exactly (no separator ambiguity).
     digest.update(np.fromiter(map(len, smiles), dtype=np.int64, count=len(smiles)).tobytes())
-    digest.update("".join(smiles).encode("utf-8", errors="surrogatepass"))
+    for start in range(0, len(smiles), _HASH_CHUNK):  # the text in chunks: the same bytes as joined whole
+        digest.update("".join(smiles[start : start + _HASH_CHUNK]).encode("utf-8", errors="surrogatepass"))
     chiral = "_chiral" if use_chirality else ""
     return Path(cache_dir) / f"morgan_r{radius}_{n_bits}{chiral}_{digest.hexdigest()[:20]}.npy"
 
@@ -308,10 +315,10 @@ def fingerprints(
     radius, n_bits, use_chirality = int(radius), int(n_bits), bool(use_chirality)
     n_workers = workers.n_workers(n_jobs)
 
-    smiles = _smiles_list(smiles)
+    smiles = _smiles_sequence(smiles)
     _check_present(smiles)
     shape = (len(smiles), n_bits // 8)
-    if not smiles:
+    if not len(smiles):
         return np.zeros(shape, dtype=np.uint8)
 
     if cache_dir is not None:
@@ -410,7 +417,7 @@ def molecular_weight(smiles) -> np.ndarray:
         >>> molecular_weight(["c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O"]).round(2)
         array([ 78.11, 180.16])
     """
-    smiles = _smiles_list(smiles)
+    smiles = _smiles_sequence(smiles)
     _check_present(smiles)
     weights = np.zeros(len(smiles), dtype=np.float64)
     bad = []

@@ -8,6 +8,7 @@ import torch
 
 import delpyro
 from delpyro import DELDataError, Encoding, ModelConfig, split
+from delpyro.batches import Minibatches
 from delpyro.encoding import load_offset, log_depth_offsets
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,7 +102,18 @@ def test_encode_gives_every_array_by_batch_key_and_round_trips(screen) -> None:
     positions = encoding.encode(train)[keys.TRAINING_POSITION]
     np.testing.assert_array_equal(positions, np.arange(train.n_compounds))
     np.testing.assert_allclose(arrays[keys.LOG_LOAD], np.log(test.load + 0.5) - encoding.load_log_mean, rtol=1e-6)
-    np.testing.assert_array_equal(arrays[keys.TARGET_COUNTS], test.target_counts.astype(np.float32))
+    np.testing.assert_array_equal(arrays[keys.TARGET_COUNTS], test.target_counts)
+    # the arrays are compact: the counts are the screen's own array, the codes int32; batches hold the
+    # dtypes keys.py names, with the same values
+    assert np.shares_memory(arrays[keys.TARGET_COUNTS], test.target_counts)
+    assert arrays[keys.BLOCK_CODES].dtype == np.int32
+    for shuffle in (False, True):
+        batch = next(iter(Minibatches(arrays, 7, shuffle=shuffle, seed=1)))
+        rows = batch[keys.INDEX].numpy()
+        assert batch[keys.INDEX].dtype == torch.int64 and batch[keys.BLOCK_CODES].dtype == torch.int64
+        assert batch[keys.TARGET_COUNTS].dtype == batch[keys.CONTROL_COUNTS].dtype == torch.float32
+        np.testing.assert_array_equal(batch[keys.TARGET_COUNTS].numpy(), test.target_counts[rows])
+        np.testing.assert_array_equal(batch[keys.BLOCK_CODES].numpy(), arrays[keys.BLOCK_CODES][rows])
     again = Encoding.from_dict(encoding.to_dict())
     assert again == encoding
     np.testing.assert_array_equal(again.training_structures, encoding.training_structures)

@@ -368,3 +368,20 @@ def test_spawned_workers_give_the_same_bytes(low_threshold, monkeypatch):
     smiles = DRUG_SMILES[:20]
     assert fingerprints(smiles, n_jobs=2).tobytes() == fingerprints(smiles, n_jobs=1).tobytes()
     assert low_threshold == [2]
+
+
+def test_a_screens_string_column_is_fingerprinted_without_a_python_list(tmp_path, monkeypatch) -> None:
+    """A column of numpy strings is kept as it is (a list of 10^7 Python strings would be a gigabyte):
+    the same fingerprints, and the same cache file, its name hashed a chunk of SMILES at a time."""
+    from delpyro.data import STRINGS
+
+    monkeypatch.setattr(features, "_HASH_CHUNK", 3)  # several chunks of a small input
+    smiles = DRUG_SMILES[:10]
+    column = np.array(smiles, dtype=STRINGS)
+    assert features._smiles_sequence(column) is column
+    named = features._cache_path(tmp_path, column, 2, 64, False)
+    monkeypatch.setattr(features, "_HASH_CHUNK", 1 << 16)
+    assert named == features._cache_path(tmp_path, smiles, 2, 64, False)
+    mapped = fingerprints(column, radius=2, n_bits=64, use_chirality=False, cache_dir=tmp_path, n_jobs=1)
+    assert [p.name for p in tmp_path.iterdir()] == [named.name]
+    np.testing.assert_array_equal(mapped, fingerprints(smiles, radius=2, n_bits=64, use_chirality=False))
