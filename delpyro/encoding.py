@@ -320,7 +320,7 @@ class Encoding:
     # ---- any screen -> arrays ----------------------------------------------------------------------------
     def encode(self, data: DELData, *, cache_dir: str | None = None, counts: bool = True) -> dict[str, np.ndarray]:
         """The arrays a batch is sliced from (keys of :mod:`delpyro.keys`), assembled once: packed
-        fingerprints, poses, block codes (int32), training positions, the load offset, and (with
+        fingerprints, poses, block codes and training positions (int32), the load offset, and (with
         ``counts``) the counts, the screen's own int64 arrays (batches hold both in the dtypes of
         :data:`~delpyro.batches.BATCH_DTYPES`). Counts need the training screen's replicates: other
         replicates raise a :class:`~delpyro.data.DELDataError` naming both sets (a loss scored without the
@@ -347,7 +347,9 @@ class Encoding:
         if "building_blocks" in self.terms:
             arrays[BLOCK_CODES] = self.block_codes(data)
         if "compound" in self.terms:
-            arrays[TRAINING_POSITION] = self.training_positions(data)
+            positions = self.training_positions(data)
+            # int32 where it fits (batches hold int64: BATCH_DTYPES)
+            arrays[TRAINING_POSITION] = positions.astype(np.int32) if len(self.training_ids) < 2**31 else positions
         if counts:
             if data.target_names != self.target_names or data.control_names != self.control_names:
                 raise DELDataError(
