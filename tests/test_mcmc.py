@@ -86,7 +86,9 @@ def test_svi_and_nuts_agree_on_the_global_scales() -> None:
         epochs=1000,
         ema_decay=None,
     )
-    nuts = run_nuts(data, config, num_samples=150, num_warmup=150, num_chains=2, seed=0)
+    # three blocks in a cycle make a funnel of that cycle's scale: smaller steps (target acceptance 0.95)
+    # keep both chains in it (at 0.8 one chain stuck: split r_hat 1.24 for the cycle-3 scale)
+    nuts = run_nuts(data, config, num_samples=150, num_warmup=150, num_chains=2, seed=0, target_accept_prob=0.95)
     print(nuts.diagnostics.to_string())
     assert (nuts.diagnostics["max_r_hat"] < 1.05).all()
     reference = nuts.globals_summary(300).set_index("site")
