@@ -35,6 +35,7 @@ BATCH_DTYPES = {
     CONTROL_COUNTS: torch.float32,
     BLOCK_CODES: torch.int64,
     TRAINING_POSITION: torch.int64,
+    INDEX: torch.int64,
 }
 
 
@@ -155,8 +156,8 @@ class Minibatches:
 
 
 def _in_batch_dtypes(batch: dict[str, Any]) -> dict[str, Any]:
-    """``batch`` with every key of :data:`BATCH_DTYPES` (and ``INDEX``, int64) in its dtype."""
-    for name, dtype in (*BATCH_DTYPES.items(), (INDEX, torch.int64)):
+    """``batch`` with every key of :data:`BATCH_DTYPES` in its dtype."""
+    for name, dtype in BATCH_DTYPES.items():
         value = batch.get(name)
         if value is not None and value.dtype != dtype:
             batch[name] = value.to(dtype)

@@ -319,7 +319,7 @@ class EMA:
     def _factors(self, since: torch.Tensor) -> torch.Tensor:
         """prod d_i over the updates since each row's entry ``since``, as float32 on its device."""
         logs = self._log_decay[: self._n_logs]
-        return torch.exp(logs[-1] - logs).to(torch.float32).to(since.device)[since.long()]
+        return torch.exp(logs[-1] - logs).to(torch.float32).to(since.device)[since]  # int32 indexes: no copy
 
     @torch.no_grad()
     def _catch_up_all(self) -> None:
