@@ -1,8 +1,15 @@
 """delpyro: Bayesian models of DNA-encoded library (DEL) screens in Pyro.
 
-The public API, re-exported from the modules that define it.
+The public API, re-exported from the modules that define it. Importing it starts torch's CPU threads
+flushing subnormal floats to zero (:func:`delpyro.workers.start_threads_flushing`): before anything else,
+so that no import has started them first.
 """
 
+from delpyro import workers
+
+workers.start_threads_flushing()
+
+# ruff: noqa: E402 (the threads are started before the other imports)
 from delpyro import datasets, plots
 from delpyro.baselines import building_block_baseline, deseq2_enrichment, naive_enrichment
 from delpyro.batches import Minibatches

@@ -29,6 +29,7 @@ from delpyro.data import DELData
 from delpyro.effects import family_effects
 from delpyro.keys import INDEX, SCREEN_SIZE
 from delpyro.model import GATE, GATE_LOGITS
+from delpyro.workers import flushing_subnormals
 
 __all__ = [
     "DRAW_CHUNK_ELEMENTS",
@@ -183,7 +184,7 @@ def _batch_draws(
     model = result.model
     samples = num_samples if model.latent_terms else 1
     for number, batch in enumerate(batches):
-        with model.evaluating(), result.averaged(), torch.no_grad():
+        with model.evaluating(), result.averaged(), torch.no_grad(), flushing_subnormals():
             draws = _draws(result, batch, samples, seed * 7919 + number)
         yield (batch[INDEX].cpu().numpy(), *draws)
 

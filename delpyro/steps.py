@@ -31,6 +31,7 @@ from delpyro.config import LOSSES, check_choice
 from delpyro.guides import ScreenedGuide
 from delpyro.keys import INDEX, SCREEN_SIZE
 from delpyro.model import DELModel
+from delpyro.workers import flushing_subnormals
 
 __all__ = ["MeanFieldELBO", "NonFiniteLossError", "eval_step", "make_svi", "train_step"]
 
@@ -99,7 +100,8 @@ def train_step(svi: SVI, batch: dict[str, Any], *, validate: bool = True, exchan
     """
     model = svi.model
     model.train()
-    with model.param_scope(), pyro.validation_enabled(validate and is_validation_enabled()):
+    validation = pyro.validation_enabled(validate and is_validation_enabled())
+    with model.param_scope(), validation, flushing_subnormals():
         if exchange is not None and len(batch[INDEX]) == 0:
             params = exchange.parameters()
             loss = 0.0
@@ -144,7 +146,7 @@ def _finite_gradients(params: Iterable[torch.Tensor]) -> bool:
 def eval_step(svi: SVI, batch: dict[str, Any]) -> float:
     """The loss per compound on ``batch`` without a gradient or any parameter change (dropout off)."""
     model = svi.model
-    with model.evaluating(), model.param_scope(), torch.no_grad(), warnings.catch_warnings():
+    with model.evaluating(), model.param_scope(), torch.no_grad(), flushing_subnormals(), warnings.catch_warnings():
         # held-out compounds draw their own effects from the prior, which the guide does not hold
         warnings.filterwarnings("ignore", message="Found vars in model but not guide")
         warnings.filterwarnings("ignore", message="Found plate statements in guide but not model")

@@ -18,6 +18,7 @@ from delpyro import (
     make_optim,
     make_svi,
     train_step,
+    workers,
 )
 from delpyro.keys import LOG_LOAD
 
@@ -106,3 +107,33 @@ def test_the_loss_uses_the_same_random_numbers_every_time_and_leaves_the_trainin
     assert torch.equal(torch.rand(3), expected)
     assert result.loss(batches) == first
     assert np.isfinite(first)
+
+
+def test_steps_flush_subnormals_in_every_thread_and_restore_the_callers_flags(pose_parts, monkeypatch) -> None:
+    """Inside a training or evaluation step subnormal floats are zero in this thread and in torch's pool
+    (a long fit's network drifts into them, which tripled a step's time); the caller's flags come back."""
+    train, _, _ = pose_parts
+    encoding = Encoding.fit(train, small())
+    model = DELModel(small(), encoding)
+    svi = make_svi(model, make_guide(model, "auto_normal"), make_optim(lr=1e-2), loss="trace_elbo")
+    batch = next(iter(Minibatches(encoding.encode(train), batch_size=50, seed=0)))
+    seen = []
+    for method in ("loss_and_grads", "evaluate_loss"):
+        original = getattr(svi, method)
+
+        def recording(*args, _original=original, **kwargs):
+            seen.append(workers.flushes_subnormals(every_thread=True))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(svi, method, recording)
+    assert not workers.flushes_subnormals()
+    train_step(svi, batch)
+    eval_step(svi, batch)
+    assert seen == [True, True]
+    assert not workers.flushes_subnormals()  # the caller's thread as it was
+    torch.set_flush_denormal(True)
+    try:
+        train_step(svi, batch)
+        assert workers.flushes_subnormals()  # a caller that flushed still does
+    finally:
+        torch.set_flush_denormal(False)
