@@ -72,6 +72,15 @@ def test_row_scaling_quick() -> None:
     assert float(values["rows_1000000_ms_per_step"]) > 0 and "rows_10000000_ms_per_step" not in values
 
 
+def test_subnormals_quick(tmp_path: Path) -> None:
+    values = run_quick("subnormals.py", "--dir", str(tmp_path))
+    for name in ("flushed", "kept"):
+        assert int(values[f"{name}_steps"]) == 20
+        assert len(values[f"{name}_ms_per_step_by_tenth"].split()) == 10
+    ratios = [float(r) for r in values["kept_over_flushed_by_tenth"].split()]
+    assert len(ratios) == 10 and all(r > 0 for r in ratios)
+
+
 def test_predict_quick(tmp_path: Path) -> None:
     values = run_quick("predict.py", "--dir", str(tmp_path), "--num-samples", "20", "--train-steps", "2")
     assert int(values["compounds"]) == 8000 and int(values["num_samples"]) == 20
