@@ -8,7 +8,7 @@ hold the others up, and handed to a pool of processes started by ``fork`` where 
 
 Subnormal floats (below 1.2e-38 in float32) cost a CPU up to a hundred times a normal number's time, and
 a network's weights and activations drift into them as training goes on: after about 1,500 steps the
-default model's step took three times as long (``bench/subnormals.py``). :func:`flushing_subnormals`
+default model's step took three to four times as long (``bench/subnormals.py``). :func:`flushing_subnormals`
 makes them zero (the x86 flags flush-to-zero and denormals-are-zero, ``torch.set_flush_denormal``) while
 delpyro trains and predicts. The flags belong to each thread, and a thread starts with its creator's: so
 :func:`start_threads_flushing`, run once when delpyro is imported, starts torch's pool of CPU threads with
